@@ -1,0 +1,59 @@
+/* The io engine: asynchronous reads, writes, flushes and discards on the
+ * local disk. io_uring first, libaio as the fallback, one interface. */
+#ifndef NM_IO_H
+#define NM_IO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum io_op {
+    IO_READ,
+    IO_WRITE,
+    IO_FSYNC,     /* fdatasync */
+    IO_FALLOCATE, /* mode in io_cmd.mode: punch hole / zero range */
+    IO_DISCARD,   /* BLKDISCARD on a block device */
+    IO_ZEROOUT,   /* BLKZEROOUT on a block device */
+};
+
+struct io_cmd;
+typedef void (*io_done_fn)(struct io_cmd *cmd, int res); /* res: bytes or -errno */
+
+/* Embedded in its owner (no allocation per request). */
+struct io_cmd {
+    enum io_op op;
+    int fd;
+    int mode;          /* fallocate mode, or RWF_* flags for reads/writes */
+    void *buf;
+    uint32_t len;
+    uint32_t done;     /* bytes already transferred (short read/write resume) */
+    uint64_t off;
+    io_done_fn cb;
+    struct io_cmd *next;
+    _Alignas(8) unsigned char priv[64]; /* the engine's per-command state */
+};
+
+struct disk {
+    const char *path;
+    int fd;          /* O_DIRECT when direct */
+    int fd_buffered; /* for requests O_DIRECT cannot take (unaligned) */
+    uint64_t size;   /* whole file or device */
+    bool is_blockdev, direct, read_only;
+    unsigned align;  /* O_DIRECT alignment, 1 when buffered */
+};
+int disk_open(struct disk *d, const char *path, bool direct, bool read_only);
+void disk_close(struct disk *d);
+/* The fd a request should use: the O_DIRECT one only when it is aligned. */
+int disk_fd_for(const struct disk *d, const void *buf, uint64_t off, uint32_t len);
+
+struct io_engine;
+/* kind: "uring", "aio" or NULL (io_uring, else libaio). On success *why
+ * says why a fallback happened (or NULL). */
+int io_engine_open(struct io_engine **out, const char *kind, const char **why);
+const char *io_engine_name(const struct io_engine *e);
+void io_queue(struct io_engine *e, struct io_cmd *cmd);
+/* One submit per loop turn, then run callbacks for everything completed. */
+void io_run(struct io_engine *e);
+unsigned io_inflight(const struct io_engine *e);
+void io_engine_close(struct io_engine *e);
+
+#endif

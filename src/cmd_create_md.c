@@ -1,0 +1,104 @@
+/* nbdmirror create-md: writes fresh metadata for a disk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "meta.h"
+#include "nbdmirror.h"
+
+static const char usage[] =
+    "Usage: nbdmirror create-md DISK [--meta FILE] [--force]\n"
+    "\n"
+    "Write fresh nbdmirror metadata for DISK (a file or a block device).\n"
+    "By default the metadata is internal: it takes the end of DISK, so the\n"
+    "exported size is smaller than DISK (see nbdmirror(8) for by how much).\n"
+    "\n"
+    "  --meta FILE  keep the metadata in FILE instead (external); all of\n"
+    "               DISK is exported\n"
+    "  --force      overwrite existing nbdmirror metadata\n";
+
+int cmd_create_md(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "meta", required_argument, 0, 'm' },
+        { "force", no_argument, 0, 'f' },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    const char *disk, *meta_path = NULL, *why = NULL;
+    bool force = false, blockdev, internal;
+    uint64_t size;
+    uint8_t sb[META_SB_SIZE];
+    struct meta m, old;
+    int o, dfd, mfd, r;
+
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': meta_path = optarg; break;
+        case 'f': force = true; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    disk = argv[optind];
+    internal = meta_path == NULL;
+    dfd = open(disk, O_RDWR | O_CLOEXEC);
+    if (dfd < 0) {
+        fprintf(stderr, "nbdmirror create-md: %s: %s\n", disk, strerror(errno));
+        return 1;
+    }
+    r = fd_size(dfd, &size, &blockdev);
+    if (r < 0) {
+        fprintf(stderr, "nbdmirror create-md: %s: %s\n", disk,
+                r == -EINVAL ? "not a regular file or block device" : strerror(-r));
+        return 1;
+    }
+    mfd = dfd;
+    if (!internal) {
+        mfd = open(meta_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (mfd < 0) {
+            fprintf(stderr, "nbdmirror create-md: %s: %s\n", meta_path, strerror(errno));
+            return 1;
+        }
+    }
+    r = meta_plan(&m, size, internal);
+    if (r < 0) {
+        fprintf(stderr, "nbdmirror create-md: %s: too small (%llu bytes) for metadata and 1 MiB of data\n",
+                disk, (unsigned long long)size);
+        return 1;
+    }
+    /* Existing metadata (even corrupt, as long as our magic is there) is
+     * only overwritten on request: it may hold the only record of what a
+     * peer is missing. */
+    if (full_pread(mfd, sb, sizeof sb, meta_sb_offset(size, internal)) == 0 &&
+        meta_decode(&old, sb, &why) != -ENOENT && !force) {
+        fprintf(stderr,
+                "nbdmirror create-md: %s already holds nbdmirror metadata%s; "
+                "use --force to overwrite it\n",
+                internal ? disk : meta_path, why ? " (damaged)" : "");
+        return 1;
+    }
+    r = meta_create(mfd, &m);
+    if (r < 0) {
+        fprintf(stderr, "nbdmirror create-md: writing metadata: %s\n", strerror(-r));
+        return 1;
+    }
+    printf("%s metadata written to %s\n", internal ? "internal" : "external",
+           internal ? disk : meta_path);
+    printf("disk %llu bytes, metadata %llu bytes, exported size %llu bytes\n",
+           (unsigned long long)size, (unsigned long long)m.meta_size,
+           (unsigned long long)m.data_size);
+    if (mfd != dfd)
+        close(mfd);
+    close(dfd);
+    return 0;
+}

@@ -1,0 +1,241 @@
+/* The io engine front: picks a backend, keeps a backlog when the ring is
+ * full, resumes short transfers, and runs what a backend cannot do
+ * asynchronously (discard ioctls, fallocate on libaio) on one helper thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "io-int.h"
+
+const char *io_engine_name(const struct io_engine *e) { return e->be->name; }
+unsigned io_inflight(const struct io_engine *e) { return e->inflight; }
+
+int io_run_sync(struct io_cmd *c)
+{
+    uint64_t range[2] = { c->off, c->len };
+    ssize_t n;
+
+    switch (c->op) {
+    case IO_READ:
+        n = pread(c->fd, (char *)c->buf + c->done, c->len - c->done, c->off + c->done);
+        return n < 0 ? -errno : (int)n;
+    case IO_WRITE:
+        n = pwrite(c->fd, (char *)c->buf + c->done, c->len - c->done, c->off + c->done);
+        return n < 0 ? -errno : (int)n;
+    case IO_FSYNC:
+        return fdatasync(c->fd) < 0 ? -errno : 0;
+    case IO_FALLOCATE:
+        return fallocate(c->fd, c->mode, c->off, c->len) < 0 ? -errno : 0;
+    case IO_DISCARD:
+        return ioctl(c->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+    case IO_ZEROOUT:
+        return ioctl(c->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
+    }
+    return -EINVAL;
+}
+
+static void *offload_main(void *arg)
+{
+    struct io_engine *e = arg;
+    uint64_t one = 1;
+
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        struct io_cmd *c;
+        while (!e->todo && !e->stopping)
+            pthread_cond_wait(&e->cv, &e->mu);
+        if (!e->todo)
+            break;
+        c = e->todo;
+        e->todo = c->next;
+        pthread_mutex_unlock(&e->mu);
+        int res = io_run_sync(c);
+        /* stash the result in the command until the loop thread reaps it */
+        memcpy(c->priv, &res, sizeof res);
+        pthread_mutex_lock(&e->mu);
+        c->next = e->finished;
+        e->finished = c;
+        if (write(e->offload_efd, &one, sizeof one) < 0) {
+            /* eventfd counter cannot overflow at our rates; nothing to do */
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+static void offload_reap(struct io_engine *e)
+{
+    struct io_cmd *list, *next;
+    uint64_t v;
+
+    pthread_mutex_lock(&e->mu);
+    list = e->finished;
+    e->finished = NULL;
+    pthread_mutex_unlock(&e->mu);
+    if (read(e->offload_efd, &v, sizeof v) < 0) {
+        /* EAGAIN: nothing was signalled */
+    }
+    for (; list; list = next) {
+        int res;
+        next = list->next;
+        memcpy(&res, list->priv, sizeof res);
+        io_complete(e, list, res);
+    }
+}
+
+static void offload_queue(struct io_engine *e, struct io_cmd *c)
+{
+    if (!e->thr_started) {
+        if (pthread_create(&e->thr, NULL, offload_main, e)) {
+            e->inflight++;
+            io_complete(e, c, -ENOMEM);
+            return;
+        }
+        e->thr_started = true;
+    }
+    pthread_mutex_lock(&e->mu);
+    c->next = NULL;
+    if (e->todo)
+        e->todo_tail->next = c;
+    else
+        e->todo = c;
+    e->todo_tail = c;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void io_complete(struct io_engine *e, struct io_cmd *c, int res)
+{
+    e->inflight--;
+    if (c->op == IO_READ || c->op == IO_WRITE) {
+        if (res == 0 && c->done < c->len)
+            res = -EIO; /* end of file inside the data area */
+        else if (res > 0 && c->done + (uint32_t)res < c->len) {
+            c->done += res; /* short transfer: go on from where it stopped */
+            io_queue(e, c);
+            return;
+        } else if (res > 0)
+            res = c->len;
+    }
+    c->cb(c, res);
+}
+
+void io_queue(struct io_engine *e, struct io_cmd *c)
+{
+    e->inflight++;
+    c->next = NULL;
+    if (!e->be->native(c->op)) {
+        offload_queue(e, c);
+        return;
+    }
+    if (e->backlog) {
+        e->backlog_tail->next = c;
+        e->backlog_tail = c;
+        return;
+    }
+    if (e->be->prep(e, c) == -EAGAIN) {
+        e->backlog = e->backlog_tail = c;
+    }
+}
+
+void io_run(struct io_engine *e)
+{
+    /* Completions may queue follow-up commands (FUA flush, zero fill), so go
+     * round while there is new work, but bounded: the loop must come back to
+     * the sockets. */
+    for (int round = 0; round < 4; round++) {
+        while (e->backlog) {
+            struct io_cmd *c = e->backlog;
+            if (e->be->prep(e, c) == -EAGAIN)
+                break;
+            e->backlog = c->next;
+        }
+        e->be->submit(e);
+        if (e->be->reap(e) == 0)
+            break;
+    }
+}
+
+static void on_backend(struct handler *h, uint32_t ev)
+{
+    (void)h, (void)ev; /* completions are reaped by io_run once per turn */
+}
+
+static void on_offload(struct handler *h, uint32_t ev)
+{
+    struct io_engine *e = (struct io_engine *)((char *)h - offsetof(struct io_engine, h_offload));
+    (void)ev;
+    offload_reap(e);
+}
+
+static int try_backend(struct io_engine *e, const struct io_backend *be)
+{
+    e->be = be;
+    return be->init(e);
+}
+
+int io_engine_open(struct io_engine **out, const char *kind, const char **why)
+{
+    static char reason[160];
+    struct io_engine *e = calloc(1, sizeof *e);
+    int r;
+
+    if (!e)
+        return -ENOMEM;
+    *why = NULL;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (!kind || !strcmp(kind, "uring")) {
+        r = try_backend(e, &io_backend_uring);
+        if (r < 0 && !kind) {
+            snprintf(reason, sizeof reason, "io_uring unavailable: %s", strerror(-r));
+            *why = reason;
+            r = try_backend(e, &io_backend_aio);
+        }
+    } else if (!strcmp(kind, "aio")) {
+        r = try_backend(e, &io_backend_aio);
+    } else {
+        r = -EINVAL;
+    }
+    if (r < 0)
+        goto fail;
+    e->offload_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    e->h_backend.fn = on_backend;
+    e->h_offload.fn = on_offload;
+    if (e->offload_efd < 0 || loop_add(e->offload_efd, EPOLLIN, &e->h_offload) < 0 ||
+        loop_add(e->pollfd, EPOLLIN, &e->h_backend) < 0) {
+        r = -errno;
+        e->be->fini(e);
+        goto fail;
+    }
+    *out = e;
+    return 0;
+fail:
+    free(e);
+    return r;
+}
+
+void io_engine_close(struct io_engine *e)
+{
+    if (!e)
+        return;
+    if (e->thr_started) {
+        pthread_mutex_lock(&e->mu);
+        e->stopping = true;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thr, NULL);
+    }
+    loop_del(e->pollfd);
+    loop_del(e->offload_efd);
+    close(e->offload_efd);
+    e->be->fini(e);
+    free(e);
+}

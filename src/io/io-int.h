@@ -1,0 +1,46 @@
+/* Inside the io engine: what a backend (io_uring, libaio) provides. */
+#ifndef NM_IO_INT_H
+#define NM_IO_INT_H
+
+#include <pthread.h>
+
+#include "common.h"
+#include "io.h"
+
+struct io_engine;
+
+struct io_backend {
+    const char *name;
+    int (*init)(struct io_engine *e);
+    bool (*native)(enum io_op op); /* false: the offload thread runs it */
+    int (*prep)(struct io_engine *e, struct io_cmd *c); /* -EAGAIN: full */
+    void (*submit)(struct io_engine *e);
+    /* Calls io_complete() for each finished command; returns how many. */
+    int (*reap)(struct io_engine *e);
+    void (*fini)(struct io_engine *e);
+};
+
+struct io_engine {
+    const struct io_backend *be;
+    void *priv;
+    int pollfd;                 /* readable when completions wait */
+    struct handler h_backend, h_offload;
+    unsigned inflight;          /* queued or running, all paths */
+    struct io_cmd *backlog, *backlog_tail; /* waiting for a ring slot */
+
+    /* offload thread: ops a backend cannot run asynchronously */
+    pthread_t thr;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct io_cmd *todo, *todo_tail, *finished;
+    int offload_efd;
+    bool stopping, thr_started;
+};
+
+void io_complete(struct io_engine *e, struct io_cmd *c, int res);
+/* Runs one command synchronously (offload thread); returns res. */
+int io_run_sync(struct io_cmd *c);
+
+extern const struct io_backend io_backend_uring, io_backend_aio;
+
+#endif

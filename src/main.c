@@ -1,0 +1,47 @@
+/* nbdmirror: a userspace replicated block device. Dispatches subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "nbdmirror.h"
+
+static const char usage[] =
+    "Usage: nbdmirror COMMAND [ARGS]\n"
+    "\n"
+    "A DRBD-style replicated block device in userspace: an NBD server in front\n"
+    "of a local disk.\n"
+    "\n"
+    "Commands:\n"
+    "  create-md DISK [--meta FILE] [--force]\n"
+    "                  write fresh metadata (internal, at the end of DISK, or in FILE)\n"
+    "  serve DISK --nbd unix:PATH|HOST:PORT [options]\n"
+    "                  serve DISK to NBD clients\n"
+    "  status [--control PATH] [--json]\n"
+    "                  show what a running serve is doing\n"
+    "\n"
+    "Run 'nbdmirror COMMAND --help' for a command's options, and see nbdmirror(8).\n";
+
+int main(int argc, char **argv)
+{
+    nm_log_init("nbdmirror");
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("nbdmirror %s\n", NM_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "create-md"))
+        return cmd_create_md(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "status"))
+        return cmd_status(argc - 1, argv + 1);
+    fprintf(stderr, "nbdmirror: unknown command '%s'\n\n%s", argv[1], usage);
+    return 2;
+}

@@ -1,0 +1,416 @@
+/* Transmission phase: decode requests, check them, hand them to the io
+ * engine, and queue the replies as the disk completes them (in any order). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nbd-int.h"
+
+enum { STEP_MAIN, STEP_ZERO_FILL, STEP_FUA };
+
+#define ZERO_CHUNK (1u << 20)
+#define MAX_EXTENTS 256
+
+static _Alignas(4096) const uint8_t zeroes[ZERO_CHUNK];
+
+static void req_done(struct io_cmd *cmd, int res);
+
+void req_release(struct conn *c, struct nm_req *r)
+{
+    if (r->buf && r->buf_cap) {
+        buf_put(r->buf, r->buf_cap);
+        srv.resume_all = true; /* a paused connection may now get a buffer */
+    }
+    r->buf = NULL;
+    r->buf_cap = 0;
+    r->next = c->free_slots;
+    c->free_slots = r;
+    c->inflight--;
+    if (c->paused)
+        srv.resume_all = true;
+}
+
+/* Queue the reply; replies of one turn go out together (server.c). */
+static void reply(struct conn *c, struct nm_req *r)
+{
+    if (r->err)
+        srv.stats.errors++;
+    if (c->dead) {
+        req_release(c, r);
+        return;
+    }
+    if (r->type == NBD_CMD_READ && c->structured)
+        r->err ? nbd_encode_error_chunk(r) : nbd_encode_read_chunk(r);
+    else if (r->type == NBD_CMD_BLOCK_STATUS)
+        r->err ? nbd_encode_error_chunk(r) : nbd_encode_status_chunk(r);
+    else
+        nbd_encode_simple(r);
+    r->next = NULL;
+    if (c->rq_tail)
+        c->rq_tail->next = r;
+    else
+        c->rq_head = r;
+    c->rq_tail = r;
+    conn_mark_dirty(c);
+}
+
+static void fail(struct conn *c, struct nm_req *r, int err)
+{
+    r->err = err;
+    reply(c, r);
+}
+
+static void submit_io(struct nm_req *r, enum io_op op, int fd, void *buf,
+                      uint32_t len, uint64_t off, int mode)
+{
+    r->io.op = op;
+    r->io.fd = fd;
+    r->io.buf = buf;
+    r->io.len = len;
+    r->io.off = off;
+    r->io.mode = mode;
+    r->io.done = 0;
+    r->io.cb = req_done;
+    io_queue(srv.exp->io, &r->io);
+}
+
+static void submit_flush(struct nm_req *r)
+{
+    r->step = STEP_FUA;
+    submit_io(r, IO_FSYNC, srv.exp->disk->fd, NULL, 0, 0, 0);
+}
+
+/* Writing zeroes by hand, for filesystems that cannot zero a range. */
+static void submit_zero_fill(struct nm_req *r)
+{
+    const struct disk *d = srv.exp->disk;
+    uint32_t n = r->len - r->done < ZERO_CHUNK ? r->len - r->done : ZERO_CHUNK;
+    uint64_t off = r->offset + r->done;
+
+    r->step = STEP_ZERO_FILL;
+    submit_io(r, IO_WRITE, disk_fd_for(d, zeroes, off, n), (void *)zeroes, n, off, 0);
+}
+
+static void submit_zeroes(struct nm_req *r)
+{
+    const struct disk *d = srv.exp->disk;
+    int mode;
+
+    if (d->is_blockdev && (r->flags & NBD_CMD_FLAG_NO_HOLE)) {
+        if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
+            fail(r->conn, r, ENOTSUP); /* the device decides the speed: no promise */
+            return;
+        }
+        submit_io(r, IO_ZEROOUT, d->fd, NULL, r->len, r->offset, 0);
+        return;
+    }
+    /* Punching reads back as zeroes and is fast or fails (on devices it is
+     * a discard that guarantees zeroes). NO_HOLE on files keeps allocation. */
+    mode = (r->flags & NBD_CMD_FLAG_NO_HOLE) ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
+                                             : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    submit_io(r, IO_FALLOCATE, d->fd, NULL, r->len, r->offset, mode);
+}
+
+static void start(struct conn *c, struct nm_req *r)
+{
+    const struct disk *d = srv.exp->disk;
+    int rwf = 0;
+
+    r->step = STEP_MAIN;
+    r->done = 0;
+    switch (r->type) {
+    case NBD_CMD_READ:
+        srv.stats.reads++;
+        srv.stats.read_bytes += r->len;
+        r->buf_len = r->len;
+        submit_io(r, IO_READ, disk_fd_for(d, r->buf, r->offset, r->len), r->buf, r->len, r->offset, 0);
+        break;
+    case NBD_CMD_WRITE:
+        srv.stats.writes++;
+        srv.stats.write_bytes += r->len;
+        if (r->flags & NBD_CMD_FLAG_FUA)
+            rwf = RWF_DSYNC; /* durable before the reply, in one operation */
+        submit_io(r, IO_WRITE, disk_fd_for(d, r->buf, r->offset, r->len), r->buf, r->len, r->offset, rwf);
+        break;
+    case NBD_CMD_FLUSH:
+        srv.stats.flushes++;
+        submit_flush(r);
+        break;
+    case NBD_CMD_TRIM:
+        srv.stats.trims++;
+        if (d->is_blockdev)
+            submit_io(r, IO_DISCARD, d->fd, NULL, r->len, r->offset, 0);
+        else
+            submit_io(r, IO_FALLOCATE, d->fd, NULL, r->len, r->offset,
+                      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        srv.stats.zeroes++;
+        submit_zeroes(r);
+        break;
+    }
+    (void)c;
+}
+
+static void req_done(struct io_cmd *cmd, int res)
+{
+    struct nm_req *r = (struct nm_req *)((char *)cmd - offsetof(struct nm_req, io));
+    struct conn *c = r->conn;
+
+    if (res < 0) {
+        int err = -res;
+        if (r->type == NBD_CMD_TRIM && (err == EOPNOTSUPP || err == EINVAL)) {
+            res = 0; /* trim is advisory: a disk that cannot discard has done its part */
+        } else if (r->type == NBD_CMD_WRITE_ZEROES && r->step == STEP_MAIN &&
+                   (err == EOPNOTSUPP || err == EINVAL)) {
+            if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
+                fail(c, r, ENOTSUP);
+                return;
+            }
+            if (srv.exp->disk->is_blockdev)
+                submit_io(r, IO_ZEROOUT, srv.exp->disk->fd, NULL, r->len, r->offset, 0);
+            else
+                submit_zero_fill(r);
+            return;
+        } else {
+            if (err != ENOSPC && err != EDQUOT)
+                log_err("%s: %s of %u bytes at %llu failed: %s", srv.exp->disk->path,
+                        r->type == NBD_CMD_READ ? "read" : "write", r->len,
+                        (unsigned long long)r->offset, strerror(err));
+            fail(c, r, err);
+            return;
+        }
+    }
+    if (r->step == STEP_ZERO_FILL) {
+        r->done += cmd->len;
+        if (r->done < r->len) {
+            submit_zero_fill(r);
+            return;
+        }
+    }
+    /* WRITE with FUA used RWF_DSYNC; others that change data flush after. */
+    if (r->step != STEP_FUA && (r->flags & NBD_CMD_FLAG_FUA) &&
+        (r->type == NBD_CMD_TRIM || r->type == NBD_CMD_WRITE_ZEROES)) {
+        submit_flush(r);
+        return;
+    }
+    r->err = 0;
+    reply(c, r);
+}
+
+/* base:allocation from SEEK_DATA / SEEK_HOLE (a device reports all data). */
+static void block_status(struct conn *c, struct nm_req *r)
+{
+    int fd = srv.exp->disk->fd_buffered;
+    uint64_t pos = r->offset, end = r->offset + r->len;
+    unsigned n = 0, max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
+
+    srv.stats.block_status++;
+    while (pos < end && n < max) {
+        off_t data = lseek(fd, pos, SEEK_DATA), next;
+        uint32_t flags;
+        if (data < 0 && errno != ENXIO) {
+            fail(c, r, errno);
+            return;
+        }
+        if (data < 0 || (uint64_t)data > pos) {
+            next = data < 0 ? (off_t)end : data;
+            flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
+        } else {
+            next = lseek(fd, pos, SEEK_HOLE);
+            if (next < 0)
+                next = end;
+            flags = 0;
+        }
+        if ((uint64_t)next > end)
+            next = end;
+        put_be32(r->buf + 8 * n, next - pos);
+        put_be32(r->buf + 8 * n + 4, flags);
+        n++;
+        pos = next;
+    }
+    r->buf_len = 8 * n;
+    r->err = 0;
+    reply(c, r);
+}
+
+/* Checks a request against the spec and the export; 0 or an errno. */
+static int check(const struct conn *c, const struct nbd_request *q)
+{
+    const struct nbd_export *e = srv.exp;
+    uint16_t allowed = NBD_CMD_FLAG_FUA;
+    bool writes = false;
+
+    switch (q->type) {
+    case NBD_CMD_READ:
+        if (c->structured)
+            allowed |= NBD_CMD_FLAG_DF;
+        break;
+    case NBD_CMD_WRITE:
+    case NBD_CMD_TRIM:
+        writes = true;
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+        writes = true;
+        break;
+    case NBD_CMD_FLUSH:
+        return q->flags & ~allowed ? EINVAL : 0;
+    case NBD_CMD_BLOCK_STATUS:
+        if (!c->meta_alloc)
+            return EINVAL;
+        allowed |= NBD_CMD_FLAG_REQ_ONE;
+        break;
+    default:
+        return EINVAL; /* unknown command (and CACHE, which we do not offer) */
+    }
+    if (q->flags & ~allowed)
+        return EINVAL;
+    if (writes && e->read_only)
+        return EPERM;
+    if (q->len == 0)
+        return EINVAL;
+    if (q->type == NBD_CMD_READ && q->len > NBD_MAX_BLOCK)
+        return EINVAL;
+    if (q->offset > e->size || q->len > e->size - q->offset)
+        return q->type == NBD_CMD_WRITE || q->type == NBD_CMD_WRITE_ZEROES ? ENOSPC : EINVAL;
+    return 0;
+}
+
+static struct nm_req *take_slot(struct conn *c)
+{
+    struct nm_req *r = c->free_slots;
+    c->free_slots = r->next;
+    c->inflight++;
+    r->conn = c;
+    r->err = 0;
+    r->buf = NULL;
+    r->buf_len = r->buf_cap = 0;
+    return r;
+}
+
+/* Takes the payload bytes already in the staging buffer. */
+static void take_staged(struct conn *c, uint32_t want, uint8_t *dst)
+{
+    uint32_t avail = c->in_end - c->in_start, n = avail < want ? avail : want;
+    if (dst)
+        memcpy(dst, c->in + c->in_start, n);
+    c->in_start += n;
+    if (dst)
+        c->rd_have = n;
+    else
+        c->drain = want - n;
+}
+
+void tx_parse(struct conn *c)
+{
+    while (!c->dead && !c->closing && !c->paused && !c->rd && !c->drain) {
+        struct nbd_request q;
+        struct nm_req *r;
+        int err;
+
+        if (c->in_end - c->in_start < NBD_REQ_SIZE)
+            return;
+        if (nbd_decode_request(c->in + c->in_start, &q) < 0) {
+            conn_kill(c, "bad request magic");
+            return;
+        }
+        if (q.type == NBD_CMD_WRITE && q.len > NBD_MAX_BLOCK) {
+            /* we cannot know where the next request starts without taking
+             * the payload, and this one is beyond what we advertised */
+            conn_kill(c, "write longer than the maximum block size");
+            return;
+        }
+        if (q.type == NBD_CMD_DISC) {
+            c->in_start += NBD_REQ_SIZE;
+            c->closing = true; /* outstanding requests still get replies */
+            conn_mark_dirty(c);
+            conn_update_events(c);
+            return;
+        }
+        if (!c->free_slots) {
+            c->paused = true;
+            break;
+        }
+        err = srv.shutting_down ? ESHUTDOWN : check(c, &q);
+        r = take_slot(c);
+        r->cookie = q.cookie;
+        r->offset = q.offset;
+        r->len = q.len;
+        r->type = q.type;
+        r->flags = q.flags;
+        if (!err && (q.type == NBD_CMD_READ || q.type == NBD_CMD_WRITE ||
+                     q.type == NBD_CMD_BLOCK_STATUS)) {
+            uint32_t need = q.type == NBD_CMD_BLOCK_STATUS ? 8 * MAX_EXTENTS : q.len;
+            r->buf = buf_get(need);
+            if (!r->buf) { /* over the memory budget: wait, do not fail */
+                req_release(c, r);
+                c->paused = true;
+                break;
+            }
+            r->buf_cap = need;
+        }
+        c->in_start += NBD_REQ_SIZE;
+        if (q.type == NBD_CMD_WRITE) {
+            if (err) {
+                take_staged(c, q.len, NULL);
+            } else {
+                take_staged(c, q.len, r->buf);
+                if (c->rd_have < q.len) {
+                    c->rd = r; /* the rest goes straight into r->buf */
+                    break;
+                }
+            }
+        }
+        if (err)
+            fail(c, r, err);
+        else if (q.type == NBD_CMD_BLOCK_STATUS)
+            block_status(c, r);
+        else
+            start(c, r);
+    }
+    conn_update_events(c);
+}
+
+/* Reads the rest of a write's payload directly into its buffer, or discards
+ * a refused write's payload. *progress is set when bytes were consumed. */
+void tx_read_payload(struct conn *c, int *progress)
+{
+    *progress = 0;
+    while (c->rd || c->drain) {
+        ssize_t n;
+        if (c->rd) {
+            n = recv(c->fd, c->rd->buf + c->rd_have, c->rd->len - c->rd_have, MSG_DONTWAIT);
+        } else {
+            uint32_t want = c->drain < IN_CAP ? c->drain : IN_CAP;
+            n = recv(c->fd, c->in, want, MSG_DONTWAIT);
+        }
+        if (n == 0) {
+            conn_kill(c, "client disconnected in the middle of a request");
+            return;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                conn_kill(c, strerror(errno));
+            return;
+        }
+        *progress = 1;
+        if (c->drain) {
+            c->drain -= n;
+            if (c->drain == 0)
+                c->in_start = c->in_end = 0;
+            continue;
+        }
+        c->rd_have += n;
+        if (c->rd_have < c->rd->len)
+            return; /* socket drained for now */
+        struct nm_req *r = c->rd;
+        c->rd = NULL;
+        start(c, r);
+    }
+}
