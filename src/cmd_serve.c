@@ -211,6 +211,8 @@ int cmd_serve(int argc, char **argv)
                 strerror(-r));
         return 1;
     }
+    if (!S.disk.is_blockdev && !strcmp(io_engine_name(S.io), "io_uring"))
+        io_set_inline_writes(S.io, S.disk.fd_buffered);
     bufpool_init(512u << 20);
     S.exp = (struct nbd_export){
         .name = S.name,
