@@ -167,9 +167,17 @@ static int open_meta(void)
     r = meta_load(fd, S.disk.size, !S.meta_path, &S.meta, why, sizeof why);
     if (fd != S.disk.fd_buffered)
         close(fd); /* nothing writes metadata while serving yet */
+    if (r == -ENOENT && S.meta_path) {
+        log_err("%s: %s; run 'nbdmirror create-md %s --meta %s' first", S.meta_path, why,
+                S.disk_path, S.meta_path);
+        return -1;
+    }
     if (r == -ENOENT) {
-        log_err("%s: %s; run 'nbdmirror create-md %s%s%s' first", S.meta_path ? S.meta_path : S.disk_path,
-                why, S.disk_path, S.meta_path ? " --meta " : "", S.meta_path ? S.meta_path : "");
+        /* create-md would write over the end of DISK: only advise it when
+         * the metadata cannot simply be elsewhere */
+        log_err("%s: %s at the end of the disk; if its metadata is external give "
+                "--meta FILE, otherwise run 'nbdmirror create-md %s' first",
+                S.disk_path, why, S.disk_path);
         return -1;
     }
     if (r < 0) {

@@ -203,7 +203,8 @@ static void req_done(struct io_cmd *cmd, int res)
     reply(c, r);
 }
 
-/* base:allocation from SEEK_DATA / SEEK_HOLE (a device reports all data). */
+/* base:allocation from SEEK_DATA / SEEK_HOLE. A block device reports all
+ * data: lseek cannot see its allocation (EINVAL on devices). */
 static void block_status(struct conn *c, struct nm_req *r)
 {
     int fd = srv.exp->disk->fd_buffered;
@@ -212,17 +213,15 @@ static void block_status(struct conn *c, struct nm_req *r)
 
     srv.stats.block_status++;
     while (pos < end && n < max) {
-        off_t data = lseek(fd, pos, SEEK_DATA), next;
+        off_t data = srv.exp->disk->is_blockdev ? (off_t)pos : lseek(fd, pos, SEEK_DATA), next;
         uint32_t flags;
-        if (data < 0 && errno != ENXIO) {
-            fail(c, r, errno);
-            return;
-        }
+        if (data < 0 && errno != ENXIO)
+            data = pos; /* cannot tell (no SEEK_DATA here): say data, which is always true */
         if (data < 0 || (uint64_t)data > pos) {
             next = data < 0 ? (off_t)end : data;
             flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
         } else {
-            next = lseek(fd, pos, SEEK_HOLE);
+            next = srv.exp->disk->is_blockdev ? (off_t)end : lseek(fd, pos, SEEK_HOLE);
             if (next < 0)
                 next = end;
             flags = 0;

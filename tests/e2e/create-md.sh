@@ -1,0 +1,60 @@
+# create-md: internal and external metadata, refusal to overwrite without
+# --force, and refusal to serve without, or with corrupt or foreign,
+# metadata, each with a message that says what is wrong.
+# engine-independent
+. "$(dirname "$0")/lib.bash"
+
+expect_fail() { # expect_fail PATTERN CMD...: CMD fails and says PATTERN
+    local pat=$1; shift
+    if "$@" >"$T/out" 2>&1; then cat "$T/out"; fail "should have failed: $*"; fi
+    cat "$T/out"
+    grep -qi -- "$pat" "$T/out" || fail "message should mention '$pat'"
+}
+
+truncate -s 1G "$T/disk"
+"$NBDM" create-md "$T/disk" | tee "$T/out"
+exported=$(sed -n 's/.*exported size \([0-9]*\) bytes/\1/p' "$T/out")
+meta=$(sed -n 's/.*metadata \([0-9]*\) bytes.*/\1/p' "$T/out")
+# the man page's formula: 36 KiB + 31 x (32 KiB per GiB, 4 KiB rounded)
+[ "$meta" = $((36 * 1024 + 31 * 32768)) ] || fail "metadata size $meta differs from the documented formula"
+[ "$exported" = $(( (1 << 30) - meta )) ] || fail "exported size $exported"
+
+expect_fail "already holds nbdmirror metadata" "$NBDM" create-md "$T/disk"
+"$NBDM" create-md "$T/disk" --force >/dev/null
+
+log "serve without metadata"
+truncate -s 64M "$T/blank"
+expect_fail "run 'nbdmirror create-md" "$NBDM" serve "$T/blank" --nbd "unix:$SOCK" --control "$CTL"
+
+log "corrupt superblock"
+cp --sparse=always "$T/disk" "$T/corrupt"
+printf '\x42' | dd of="$T/corrupt" bs=1 seek=$(( (1 << 30) - 4096 + 100 )) conv=notrunc status=none
+expect_fail "checksum" "$NBDM" serve "$T/corrupt" --nbd "unix:$SOCK" --control "$CTL"
+expect_fail "already holds nbdmirror metadata (damaged)" "$NBDM" create-md "$T/corrupt"
+
+log "foreign metadata file"
+head -c 1M /dev/urandom >"$T/foreign.md"
+expect_fail "no nbdmirror metadata" "$NBDM" serve "$T/blank" --meta "$T/foreign.md" --nbd "unix:$SOCK" --control "$CTL"
+
+log "external metadata"
+"$NBDM" create-md "$T/blank" --meta "$T/ext.md" | tee "$T/out"
+grep -q "exported size $((64 << 20)) bytes" "$T/out" || fail "external metadata must export the whole disk"
+start_server "$T/blank" --meta "$T/ext.md"
+[ "$(export_size)" = $((64 << 20)) ] || fail "served size"
+stop_server
+# forgetting --meta must not lead anyone to run create-md over the data
+expect_fail "give --meta" "$NBDM" serve "$T/blank" --nbd "unix:$SOCK" --control "$CTL"
+
+log "external metadata made for another disk"
+truncate -s 80M "$T/other"
+expect_fail "made for a disk of" "$NBDM" serve "$T/other" --meta "$T/ext.md" --nbd "unix:$SOCK" --control "$CTL"
+
+log "a disk too small"
+truncate -s 100K "$T/tiny"
+expect_fail "too small" "$NBDM" create-md "$T/tiny"
+
+log "bad command lines"
+expect_fail "nbd is required" "$NBDM" serve "$T/disk"
+expect_fail "engine takes" "$NBDM" serve "$T/disk" --nbd "unix:$SOCK" --engine foo
+"$NBDM" --help | grep -q create-md || fail "--help"
+"$NBDM" serve --help | grep -q -- --direct || fail "serve --help"
