@@ -191,7 +191,8 @@ static void enter_transmission(struct conn *c)
 
 void hs_parse(struct conn *c)
 {
-    while (!c->dead && c->state != CS_TRANSMIT && c->out_len < OUT_CAP / 2) {
+    /* stop while the client leaves half the reply buffer unread */
+    while (!c->dead && c->state != CS_TRANSMIT && c->out_len - c->out_off < OUT_CAP / 2) {
         uint32_t avail = c->in_end - c->in_start;
         const uint8_t *p = c->in + c->in_start;
 

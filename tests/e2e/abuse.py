@@ -122,6 +122,19 @@ check(typ == ERR_INVALID, "malformed GO -> NBD_REP_ERR_INVALID")
 size = go(s)
 check(size is not None and size > 0, f"GO after errors works (size {size})")
 
+print("2000 options pipelined, replies read afterwards")
+p = conn(); greet(p)
+p.sendall(struct.pack(">QII", IHAVEOPT, 3, 0) * 2000)  # NBD_OPT_LIST: 2 replies each
+try:
+    acks = 0
+    while acks < 2000:
+        _, typ, _ = opt_reply(p)
+        acks += typ == REP_ACK
+    check(go(p) is not None, "all 2000 answered (more than the reply buffer), then GO")
+except (EOFError, socket.timeout) as e:
+    check(False, f"pipelined options stalled: {e}")
+p.close()
+
 print("requests on that connection")
 request(s, 42, 0, 512, cookie=7)
 err, c = simple_reply(s)
