@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "io-int.h"
@@ -28,11 +29,13 @@ int io_run_sync(struct io_cmd *c)
 
     switch (c->op) {
     case IO_READ:
-        n = pread(c->fd, (char *)c->buf + c->done, c->len - c->done, c->off + c->done);
+    case IO_WRITE: {
+        /* preadv2/pwritev2 so that RWF_* flags (RWF_DSYNC for FUA) hold here too */
+        struct iovec iov = { (char *)c->buf + c->done, c->len - c->done };
+        n = c->op == IO_READ ? preadv2(c->fd, &iov, 1, c->off + c->done, c->mode)
+                             : pwritev2(c->fd, &iov, 1, c->off + c->done, c->mode);
         return n < 0 ? -errno : (int)n;
-    case IO_WRITE:
-        n = pwrite(c->fd, (char *)c->buf + c->done, c->len - c->done, c->off + c->done);
-        return n < 0 ? -errno : (int)n;
+    }
     case IO_FSYNC:
         return fdatasync(c->fd) < 0 ? -errno : 0;
     case IO_FALLOCATE:
@@ -137,7 +140,8 @@ void io_queue(struct io_engine *e, struct io_cmd *c)
 {
     e->inflight++;
     c->next = NULL;
-    if (c->op == IO_WRITE && c->fd == e->inline_fd && c->len <= INLINE_WRITE_MAX) {
+    /* not FUA writes (c->mode has RWF_DSYNC): they wait for the device */
+    if (c->op == IO_WRITE && c->fd == e->inline_fd && c->len <= INLINE_WRITE_MAX && !c->mode) {
         /* done now; the callback runs from io_run like any other, so
          * callers never see a completion inside io_queue */
         memcpy(c->priv, &(int){ io_run_sync(c) }, sizeof(int));
