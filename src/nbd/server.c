@@ -199,6 +199,11 @@ static void conn_send(struct conn *c)
         }
         c->out_off += n;
     }
+    if (!c->dead && c->out && c->state == CS_TRANSMIT && c->out_off == c->out_len) {
+        free(c->out); /* handshake over: replies use the request queue */
+        c->out = NULL;
+        c->out_off = c->out_len = 0;
+    }
     while (!c->dead && c->rq_head) {
         struct iovec iov[MAX_IOV];
         int k = 0;
