@@ -16,7 +16,11 @@ struct uring {
 
 static int u_init(struct io_engine *e)
 {
-    struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE, .cq_entries = CQ_DEPTH };
+    /* COOP_TASKRUN: completions do not interrupt the loop thread (an EINTR
+     * out of epoll_wait each time); they are posted at the next io_uring_enter
+     * or when the loop polls the ring. */
+    struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN,
+                                 .cq_entries = CQ_DEPTH };
     struct uring *u = calloc(1, sizeof *u);
     int r;
 
