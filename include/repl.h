@@ -1,0 +1,66 @@
+/* Replication: the wire format between nodes, the primary's stream to its
+ * peers, and the secondary's receiver.
+ *
+ * Every frame is a 32-byte header, then `len` bytes of payload:
+ *   0 magic "NMRP" | 4 version u8 | 5 type u8 | 6 flags u16 | 8 len u32 |
+ *   12 epoch u32 | 16 seq u64 | 24 aux u32 | 28 CRC32C of bytes 0..27
+ * big endian, like NBD. Payloads: WRITE = offset u64 + data; TRIM and ZERO =
+ * offset u64 + length u32; HELLO = struct repl_hello. A frame that fails any
+ * check closes the link with a log line. */
+#ifndef NM_REPL_H
+#define NM_REPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "request.h"
+
+#define REPL_MAGIC   0x4E4D5250u /* "NMRP" */
+#define REPL_VERSION 1
+#define REPL_HDR     32
+#define REPL_MAX_PAYLOAD (8u + (32u << 20)) /* offset + the NBD maximum block */
+#define REPL_MAX_PEERS 31
+
+enum repl_type {
+    RT_HELLO = 1,
+    RT_WRITE,       /* flags: RF_FUA */
+    RT_TRIM,
+    RT_ZERO,        /* flags: RF_NO_HOLE */
+    RT_BARRIER,     /* closes `epoch`: everything before it is on disk before the ack */
+    RT_ACK_RECV,    /* protocol B: seq arrived */
+    RT_ACK_WRITE,   /* seq is on the peer's disk; aux = errno or 0 */
+    RT_BARRIER_ACK, /* the barrier's epoch is flushed; aux = errno or 0 */
+    RT_PING,
+    RT_PONG,
+    RT_TYPE_MAX = RT_PONG,
+};
+#define RF_FUA     (1u << 0)
+#define RF_NO_HOLE (1u << 1)
+
+struct repl_hdr {
+    uint8_t type;
+    uint16_t flags;
+    uint32_t len, epoch, aux;
+    uint64_t seq;
+};
+
+/* HELLO payload: what each side tells the other before anything else. */
+#define REPL_HELLO_SIZE 48
+enum repl_role { ROLE_SECONDARY = 0, ROLE_PRIMARY = 1 };
+enum disk_state { DS_UNKNOWN = 0, DS_INCONSISTENT, DS_OUTDATED, DS_UPTODATE };
+struct repl_hello {
+    uint64_t data_size;
+    uint64_t node_id;
+    uint64_t current_gen;
+    uint32_t block_size;
+    uint8_t role, protocol, disk_state;
+};
+
+void repl_encode_hdr(uint8_t *p, const struct repl_hdr *h);
+/* Checks magic, version, CRC, type and length; -EPROTO with *why on error. */
+int repl_decode_hdr(const uint8_t *p, struct repl_hdr *h, const char **why);
+void repl_encode_hello(uint8_t *p, const struct repl_hello *h);
+int repl_decode_hello(const uint8_t *p, uint32_t len, struct repl_hello *h, const char **why);
+const char *disk_state_name(enum disk_state s);
+
+#endif
