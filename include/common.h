@@ -62,6 +62,10 @@ int full_pread(int fd, void *buf, size_t len, uint64_t off);
 int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 int fd_size(int fd, uint64_t *size, bool *is_blockdev);
 
+/* ---- sockets: "unix:PATH", "HOST:PORT", "[V6]:PORT" ---- */
+int net_listen(const char *spec);  /* non-blocking listening fd or -errno */
+int net_connect(const char *spec); /* non-blocking TCP connect in progress, or -errno */
+
 /* ---- payload buffers: size classes, recycled, with a global byte budget so
  * that memory stays bounded whatever clients send ---- */
 #define BUF_MIN_SHIFT 12          /* 4 KiB */

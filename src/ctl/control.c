@@ -105,31 +105,14 @@ static void on_listen(struct handler *h, uint32_t ev)
 
 int ctl_start(const char *path, ctl_report_fn fn)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct stat st;
+    char spec[sizeof sock_path + 5];
 
-    if (strlen(path) >= sizeof sa.sun_path)
+    if (strlen(path) >= sizeof sock_path)
         return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        /* a live daemon answers on it: do not steal its socket */
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
-        if (probe >= 0)
-            close(probe);
-        if (live)
-            return -EADDRINUSE;
-        unlink(path);
-    }
-    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    snprintf(spec, sizeof spec, "unix:%s", path);
+    lfd = net_listen(spec);
     if (lfd < 0)
-        return -errno;
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 16) < 0) {
-        int e = -errno;
-        close(lfd);
-        lfd = -1;
-        return e;
-    }
+        return lfd;
     chmod(path, 0600); /* status today, promote/demote tomorrow: root only */
     strcpy(sock_path, path);
     report = fn;

@@ -41,65 +41,9 @@ uint16_t export_flags(const struct conn *c)
 
 int nbd_listen(const char *spec)
 {
-    int fd, one = 1;
-
-    if (!strncmp(spec, "unix:", 5)) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct stat st;
-        const char *path = spec + 5;
-        if (strlen(path) >= sizeof sa.sun_path)
-            return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        /* a socket left by a killed server is ours to replace; a live one
-         * or anything else is not */
-        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-            int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
-            if (probe >= 0)
-                close(probe);
-            if (live)
-                return -EADDRINUSE;
-            unlink(path);
-        }
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return -errno;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
-            int e = -errno;
-            close(fd);
-            return e;
-        }
-        strcpy(unix_path, path);
-        return fd;
-    }
-
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
-    size_t hl;
-    if (!colon || colon[1] == '\0')
-        return -EINVAL;
-    hl = colon - spec;
-    if (hl >= sizeof host)
-        return -EINVAL;
-    memcpy(host, spec, hl);
-    host[hl] = '\0';
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* [v6]:port */
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0)
-        return -EINVAL;
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
-        int e = -errno;
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return e;
-    }
-    freeaddrinfo(ai);
+    int fd = net_listen(spec);
+    if (fd >= 0 && !strncmp(spec, "unix:", 5))
+        snprintf(unix_path, sizeof unix_path, "%s", spec + 5); /* unlinked at shutdown */
     return fd;
 }
 

@@ -1,0 +1,108 @@
+/* Socket addresses: "unix:PATH" or "HOST:PORT" / "[V6]:PORT", for listening
+ * and (non-blocking) connecting. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static int resolve(const char *spec, bool passive, struct addrinfo **ai)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0 };
+    const char *colon = strrchr(spec, ':');
+    char host[256];
+    size_t hl;
+
+    if (!colon || colon[1] == '\0' || (hl = colon - spec) >= sizeof host)
+        return -EINVAL;
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* [v6]:port */
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    return getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, ai) ? -EINVAL : 0;
+}
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat st;
+    int fd;
+
+    if (strlen(path) >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    /* a socket left by a killed server is ours to replace; a live one, or
+     * anything that is not a socket, is not */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live)
+            return -EADDRINUSE;
+        unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int net_listen(const char *spec)
+{
+    struct addrinfo *ai;
+    int fd, one = 1, r;
+
+    if (!strncmp(spec, "unix:", 5))
+        return listen_unix(spec + 5);
+    if ((r = resolve(spec, true, &ai)) < 0)
+        return r;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        r = -errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return r;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+int net_connect(const char *spec)
+{
+    struct addrinfo *ai;
+    int fd, one = 1, r;
+
+    if ((r = resolve(spec, false, &ai)) < 0)
+        return r;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return -errno;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (r < 0 && errno != EINPROGRESS) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
