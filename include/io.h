@@ -54,6 +54,8 @@ void io_queue(struct io_engine *e, struct io_cmd *cmd);
 /* One submit per loop turn, then run callbacks for everything completed. */
 void io_run(struct io_engine *e);
 unsigned io_inflight(const struct io_engine *e);
+/* True when io_run has commands to submit or completions to deliver. */
+bool io_pending(const struct io_engine *e);
 /* Small writes to fd run synchronously in the loop thread. For buffered files on
  * filesystems without non-blocking buffered writes (ext4), io_uring would
  * hand every write to a kernel worker thread: a context switch per write

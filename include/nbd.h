@@ -145,7 +145,8 @@ int nbd_server_start(const struct nbd_export *exp, int listen_fd);
 /* Stop accepting; answer new requests with ESHUTDOWN; flush; close clients. */
 void nbd_server_shutdown(void);
 bool nbd_server_done(void);   /* true once everything is flushed and closed */
-void nbd_server_tick(void);   /* once per loop turn: timeouts, deferred sends */
+void nbd_server_tick(void);   /* once per loop turn, after io_run: sends, resumes, timers */
+bool nbd_server_busy(void);   /* work waits for the next turn: do not sleep */
 const struct nbd_stats *nbd_server_stats(void);
 
 #endif

@@ -256,8 +256,11 @@ int cmd_serve(int argc, char **argv)
              S.engine_why ? S.engine_why : "", S.engine_why ? ")" : "");
 
     while (!nbd_server_done()) {
-        if (loop_wait(200) < 0) /* 200 ms: timers (handshake, shutdown grace) */
+        /* sleep only when nothing waits; 200 ms for timers (handshake, grace) */
+        bool busy = io_pending(S.io) || nbd_server_busy();
+        if (loop_wait(busy ? 0 : 200) < 0)
             break;
+        io_run(S.io);
         nbd_server_tick();
     }
     ctl_stop();

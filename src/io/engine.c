@@ -136,9 +136,12 @@ void io_complete(struct io_engine *e, struct io_cmd *c, int res)
 
 void io_set_inline_writes(struct io_engine *e, int fd) { e->inline_fd = fd; }
 
+bool io_pending(const struct io_engine *e) { return e->queued || e->inline_done; }
+
 void io_queue(struct io_engine *e, struct io_cmd *c)
 {
     e->inflight++;
+    e->queued = true;
     c->next = NULL;
     /* not FUA writes (c->mode has RWF_DSYNC): they wait for the device */
     if (c->op == IO_WRITE && c->fd == e->inline_fd && c->len <= INLINE_WRITE_MAX && !c->mode) {
@@ -171,6 +174,7 @@ void io_run(struct io_engine *e)
     /* Completions may queue follow-up commands (FUA flush, zero fill), so go
      * round while there is new work, but bounded: the loop must come back to
      * the sockets. */
+    e->queued = false;
     for (int round = 0; round < 4; round++) {
         struct io_cmd *done = e->inline_done, *next;
         e->inline_done = NULL;

@@ -27,6 +27,7 @@ struct io_engine {
     struct handler h_backend, h_offload;
     unsigned inflight;          /* queued or running, all paths */
     struct io_cmd *backlog, *backlog_tail; /* waiting for a ring slot */
+    bool queued;                /* io_queue ran since the last io_run */
     int inline_fd;              /* writes to it run synchronously */
     struct io_cmd *inline_done, *inline_tail; /* their completions, for io_run */
 

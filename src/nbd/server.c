@@ -349,6 +349,8 @@ void nbd_server_shutdown(void)
     }
 }
 
+bool nbd_server_busy(void) { return srv.dirty || srv.resume_all; }
+
 bool nbd_server_done(void)
 {
     return srv.shutting_down && srv.conns == NULL;
@@ -370,7 +372,6 @@ void nbd_server_tick(void)
             }
         }
     }
-    io_run(srv.exp->io);
     while (srv.dirty) {
         struct conn *c = srv.dirty;
         srv.dirty = c->next_dirty;
