@@ -10,6 +10,12 @@
 void nm_log_init(const char *prog);
 void nm_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* For errors that can repeat per request: one line a second, then a count. */
+struct ratelimit {
+    uint64_t last_ms;
+    unsigned suppressed;
+};
+bool log_ratelimit(struct ratelimit *rl); /* true: log now (and report suppressed) */
 #define log_info(...) nm_log("info", __VA_ARGS__)
 #define log_warn(...) nm_log("warning", __VA_ARGS__)
 #define log_err(...) nm_log("error", __VA_ARGS__)
@@ -65,6 +71,8 @@ int fd_size(int fd, uint64_t *size, bool *is_blockdev);
 /* ---- sockets: "unix:PATH", "HOST:PORT", "[V6]:PORT" ---- */
 int net_listen(const char *spec);  /* non-blocking listening fd or -errno */
 int net_connect(const char *spec); /* non-blocking TCP connect in progress, or -errno */
+struct sockaddr_storage;
+void net_peer_name(const struct sockaddr_storage *ss, char *buf, size_t len);
 
 /* ---- payload buffers: size classes, recycled, with a global byte budget so
  * that memory stays bounded whatever clients send ---- */

@@ -132,6 +132,7 @@ struct nbd_export {
     const char *description; /* may be NULL */
     uint64_t size;
     bool read_only;
+    bool replicate;          /* a primary: writes also go to repl_submit() */
     struct disk *disk;
     struct io_engine *io;
 };

@@ -56,6 +56,52 @@ struct repl_hello {
     uint8_t role, protocol, disk_state;
 };
 
+/* This node, as the replication code sees it. */
+struct disk;
+struct io_engine;
+struct repl_node {
+    uint64_t data_size, node_id, current_gen;
+    enum disk_state disk;
+    struct disk *dev;
+    struct io_engine *io;
+};
+
+/* What `status` shows of one peer (the primary, seen from a secondary). */
+struct peer_status {
+    char address[128];
+    const char *connection;  /* StandAlone / Connecting / Connected */
+    const char *replication; /* Off / Established / SyncSource / SyncTarget */
+    const char *peer_disk;
+    char protocol;
+    uint64_t sent_bytes, acked_bytes, received_bytes, sent_requests, acked_requests;
+    uint64_t inflight, out_of_sync_bytes;
+};
+
+/* secondary.c: apply a primary's stream to the local disk. listen may be
+ * NULL; dial lists primaries to connect to (may be empty). */
+int repl_secondary_start(const struct repl_node *self, const char *listen, char **dial, int ndial);
+/* primary.c: stream every write to the peers. */
+struct repl_primary_config {
+    char **peers;      /* addresses to connect to */
+    int npeers;
+    const char *listen; /* secondaries may also connect to us (or NULL) */
+    char protocol;      /* 'A', 'B' or 'C' */
+    unsigned timeout_ms;
+};
+int repl_primary_start(const struct repl_node *self, const struct repl_primary_config *cfg);
+/* Front end -> replication, after the local I/O is queued: WRITE, TRIM,
+ * WRITE_ZEROES are streamed; FLUSH closes the epoch (a barrier). Sets
+ * r->wait_peers for what the reply must wait for. */
+void repl_submit(struct nm_req *r);
+/* Replication -> front end. */
+void nbd_req_peers_done(struct nm_req *r);  /* wait_peers became 0 */
+void nbd_req_unqueued(struct nm_req *r);    /* queued_peers became 0 */
+
+int repl_peers_status(struct peer_status *out, int max);
+void repl_tick(void);   /* once per loop turn: sends, reconnects, timeouts */
+bool repl_busy(void);   /* output waits to be sent */
+void repl_stop(void);
+
 void repl_encode_hdr(uint8_t *p, const struct repl_hdr *h);
 /* Checks magic, version, CRC, type and length; -EPROTO with *why on error. */
 int repl_decode_hdr(const uint8_t *p, struct repl_hdr *h, const char **why);

@@ -6,6 +6,7 @@
 #ifndef NM_REQUEST_H
 #define NM_REQUEST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "io.h"
@@ -29,6 +30,14 @@ struct nm_req {
     struct io_cmd io;  /* the local disk operation (embedded: no allocation) */
     uint8_t hdr[32];   /* encoded reply header(s) */
     uint8_t hdr_len;
+
+    /* replication (src/repl): the same object, and buffer, go to every peer */
+    uint64_t seq;          /* stream order; 0 = not replicated */
+    uint32_t epoch;
+    uint32_t wait_peers;   /* peers whose acknowledgement the reply waits for */
+    uint32_t queued_peers; /* peers whose send queue still points at buf */
+    bool local_done;       /* the local disk has finished (err says how) */
+    bool released;         /* the front end is done; free once queued_peers is 0 */
 };
 
 #endif

@@ -12,7 +12,7 @@
 #include "nbdmirror.h"
 
 static const char usage[] =
-    "Usage: nbdmirror create-md DISK [--meta FILE] [--force]\n"
+    "Usage: nbdmirror create-md DISK [--meta FILE] [--force] [--skip-initial-sync]\n"
     "\n"
     "Write fresh nbdmirror metadata for DISK (a file or a block device).\n"
     "By default the metadata is internal: it takes the end of DISK, so the\n"
@@ -20,18 +20,22 @@ static const char usage[] =
     "\n"
     "  --meta FILE  keep the metadata in FILE instead (external); all of\n"
     "               DISK is exported\n"
-    "  --force      overwrite existing nbdmirror metadata\n";
+    "  --force      overwrite existing nbdmirror metadata\n"
+    "  --skip-initial-sync\n"
+    "               mark the disk in sync with its peers from the start; only\n"
+    "               when every node of a new set has an equal disk (all zero)\n";
 
 int cmd_create_md(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "meta", required_argument, 0, 'm' },
         { "force", no_argument, 0, 'f' },
+        { "skip-initial-sync", no_argument, 0, 's' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     const char *disk, *meta_path = NULL, *why = NULL;
-    bool force = false, blockdev, internal;
+    bool force = false, skip_sync = false, blockdev, internal;
     uint64_t size;
     uint8_t sb[META_SB_SIZE];
     struct meta m, old;
@@ -41,6 +45,7 @@ int cmd_create_md(int argc, char **argv)
         switch (o) {
         case 'm': meta_path = optarg; break;
         case 'f': force = true; break;
+        case 's': skip_sync = true; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -87,6 +92,8 @@ int cmd_create_md(int argc, char **argv)
                 internal ? disk : meta_path, why ? " (damaged)" : "");
         return 1;
     }
+    if (skip_sync)
+        m.flags |= META_F_SKIP_SYNC;
     r = meta_create(mfd, &m);
     if (r < 0) {
         fprintf(stderr, "nbdmirror create-md: writing metadata: %s\n", strerror(-r));

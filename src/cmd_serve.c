@@ -18,13 +18,24 @@
 #include "meta.h"
 #include "nbd.h"
 #include "nbdmirror.h"
+#include "repl.h"
 
 static const char usage[] =
     "Usage: nbdmirror serve DISK --nbd unix:PATH|HOST:PORT [options]\n"
+    "       nbdmirror serve DISK --role primary --nbd ADDRESS --peer HOST:PORT... [options]\n"
+    "       nbdmirror serve DISK --role secondary --listen HOST:PORT [options]\n"
     "\n"
     "Serve DISK (a file or block device with nbdmirror metadata, see create-md)\n"
-    "to NBD clients. Runs in the foreground; SIGTERM or SIGINT stops it cleanly.\n"
+    "to NBD clients, and as a primary stream every write to the secondaries.\n"
+    "Runs in the foreground; SIGTERM or SIGINT stops it cleanly.\n"
     "\n"
+    "  --role primary|secondary  replicate (default: standalone, no peers)\n"
+    "  --peer HOST:PORT       a node to connect to (repeat for more, up to 31)\n"
+    "  --listen HOST:PORT     accept replication connections here\n"
+    "  --protocol A|B|C       when a write is acknowledged (primary; default C):\n"
+    "                         A local disk + queued, B + peers received it,\n"
+    "                         C + peers' disks have it\n"
+    "  --timeout SECONDS      a peer silent this long is dropped (default 5)\n"
     "  --nbd unix:PATH|HOST:PORT  where clients connect (e.g. unix:/run/nbd.sock,\n"
     "                         0.0.0.0:10809, [::1]:10809)\n"
     "  --meta FILE            external metadata (as given to create-md)\n"
@@ -37,8 +48,12 @@ static const char usage[] =
     "                         (default " NM_DEFAULT_CONTROL ")\n";
 
 static struct {
-    const char *disk_path, *meta_path, *nbd, *name, *engine, *control;
-    bool read_only, direct;
+    const char *disk_path, *meta_path, *nbd, *name, *engine, *control, *role, *listen;
+    char *peers[REPL_MAX_PEERS];
+    int npeers;
+    char protocol;
+    unsigned timeout_ms;
+    bool read_only, export_ro, direct, stopping;
     struct disk disk;
     struct meta meta;
     struct nbd_export exp;
@@ -47,21 +62,33 @@ static struct {
     uint64_t started;
 } S;
 
+static const char *role_name(void) { return S.role ? S.role : "standalone"; }
+
+static const char *disk_name(void)
+{
+    if (S.role && !strcmp(S.role, "secondary") && !(S.meta.flags & META_F_SKIP_SYNC))
+        return "Inconsistent"; /* until a full sync (next step) makes it whole */
+    return "UpToDate";
+}
+
 static size_t report(const char *cmd, char *b, size_t cap)
 {
     const struct nbd_stats *st = nbd_server_stats();
     unsigned long long up = (now_ms() - S.started) / 1000;
+    struct peer_status ps[REPL_MAX_PEERS];
+    int np = repl_peers_status(ps, REPL_MAX_PEERS);
+    size_t n;
 
-    if (!strcmp(cmd, "status json"))
-        return snprintf(b, cap,
-            "{\"role\":\"standalone\",\"disk\":\"UpToDate\",\"device\":\"%s\","
+    if (!strcmp(cmd, "status json")) {
+        n = snprintf(b, cap,
+            "{\"role\":\"%s\",\"disk\":\"%s\",\"device\":\"%s\","
             "\"export\":\"%s\",\"size\":%llu,\"read_only\":%s,\"engine\":\"%s\","
             "\"direct\":%s,\"uptime_s\":%llu,\"clients\":%llu,\"connections_total\":%llu,"
             "\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,\"trims\":%llu,"
             "\"zero_writes\":%llu,\"block_status\":%llu,\"errors\":%llu,"
-            "\"read_bytes\":%llu,\"write_bytes\":%llu,\"peers\":[]}\n",
-            S.disk_path, S.name, (unsigned long long)S.exp.size,
-            S.read_only ? "true" : "false", io_engine_name(S.io),
+            "\"read_bytes\":%llu,\"write_bytes\":%llu,\"peers\":[",
+            role_name(), disk_name(), S.disk_path, S.name, (unsigned long long)S.meta.data_size,
+            S.export_ro ? "true" : "false", io_engine_name(S.io),
             S.disk.direct ? "true" : "false", up,
             (unsigned long long)st->clients_now, (unsigned long long)st->connections,
             (unsigned long long)st->reads, (unsigned long long)st->writes,
@@ -69,17 +96,33 @@ static size_t report(const char *cmd, char *b, size_t cap)
             (unsigned long long)st->zeroes, (unsigned long long)st->block_status,
             (unsigned long long)st->errors, (unsigned long long)st->read_bytes,
             (unsigned long long)st->write_bytes);
-    if (!strcmp(cmd, "status"))
-        return snprintf(b, cap,
-            "role: standalone   disk: UpToDate   %s%s\n"
+        for (int i = 0; i < np && n < cap; i++)
+            n += snprintf(b + n, cap - n,
+                "%s{\"address\":\"%s\",\"connection\":\"%s\",\"replication\":\"%s\","
+                "\"peer_disk\":\"%s\",\"protocol\":\"%c\",\"sent_bytes\":%llu,"
+                "\"acked_bytes\":%llu,\"received_bytes\":%llu,\"sent_requests\":%llu,"
+                "\"acked_requests\":%llu,\"inflight\":%llu,\"out_of_sync_bytes\":%llu,"
+                "\"resync_sent_bytes\":0,\"resync_percent\":null,\"resync_eta_s\":null}",
+                i ? "," : "", ps[i].address, ps[i].connection, ps[i].replication,
+                ps[i].peer_disk, ps[i].protocol ? ps[i].protocol : '-',
+                (unsigned long long)ps[i].sent_bytes, (unsigned long long)ps[i].acked_bytes,
+                (unsigned long long)ps[i].received_bytes, (unsigned long long)ps[i].sent_requests,
+                (unsigned long long)ps[i].acked_requests, (unsigned long long)ps[i].inflight,
+                (unsigned long long)ps[i].out_of_sync_bytes);
+        if (n < cap)
+            n += snprintf(b + n, cap - n, "]}\n");
+        return n < cap ? n : cap - 1;
+    }
+    if (!strcmp(cmd, "status")) {
+        n = snprintf(b, cap,
+            "role: %s   disk: %s   %s\n"
             "device: %s   export: \"%s\"   size: %llu bytes\n"
             "engine: %s%s   uptime: %llus\n"
             "clients: %llu now, %llu since start\n"
             "requests: %llu reads (%llu bytes), %llu writes (%llu bytes), %llu flushes,\n"
-            "          %llu trims, %llu zero writes, %llu block status, %llu errors\n"
-            "peers: none\n",
-            S.read_only ? "read-only" : "read-write", "",
-            S.disk_path, S.name, (unsigned long long)S.exp.size,
+            "          %llu trims, %llu zero writes, %llu block status, %llu errors\n",
+            role_name(), disk_name(), S.export_ro ? "read-only" : "read-write",
+            S.disk_path, S.name, (unsigned long long)S.meta.data_size,
             io_engine_name(S.io), S.disk.direct ? " (O_DIRECT)" : " (buffered)", up,
             (unsigned long long)st->clients_now, (unsigned long long)st->connections,
             (unsigned long long)st->reads, (unsigned long long)st->read_bytes,
@@ -87,6 +130,20 @@ static size_t report(const char *cmd, char *b, size_t cap)
             (unsigned long long)st->flushes, (unsigned long long)st->trims,
             (unsigned long long)st->zeroes, (unsigned long long)st->block_status,
             (unsigned long long)st->errors);
+        if (np == 0 && n < cap)
+            n += snprintf(b + n, cap - n, "peers: none\n");
+        else if (n < cap)
+            n += snprintf(b + n, cap - n, "%-22s %-10s %-11s %-12s %s %10s %10s %8s\n", "peer",
+                          "connection", "replication", "peer disk", "p", "sent MiB", "acked MiB",
+                          "in flight");
+        for (int i = 0; i < np && n < cap; i++)
+            n += snprintf(b + n, cap - n, "%-22s %-10s %-11s %-12s %c %10.1f %10.1f %8llu\n",
+                          ps[i].address, ps[i].connection, ps[i].replication, ps[i].peer_disk,
+                          ps[i].protocol ? ps[i].protocol : '-',
+                          (ps[i].sent_bytes ? ps[i].sent_bytes : ps[i].received_bytes) / 1048576.0,
+                          ps[i].acked_bytes / 1048576.0, (unsigned long long)ps[i].inflight);
+        return n < cap ? n : cap - 1;
+    }
     return snprintf(b, cap, "error: unknown command '%s' (try: status, status json)\n", cmd);
 }
 
@@ -98,10 +155,12 @@ static void on_signal(struct handler *h, uint32_t ev)
     struct signalfd_siginfo si;
     (void)h, (void)ev;
     while (read(sfd, &si, sizeof si) == sizeof si) {
-        if (!nbd_server_done())
+        if (!S.stopping)
             log_info("signal %s: finishing requests in flight, then exiting",
                      strsignal(si.ssi_signo));
-        nbd_server_shutdown();
+        S.stopping = true;
+        if (S.nbd)
+            nbd_server_shutdown();
     }
 }
 
@@ -115,13 +174,21 @@ static int parse_args(int argc, char **argv)
         { "engine", required_argument, 0, 'e' },
         { "direct", no_argument, 0, 'd' },
         { "control", required_argument, 0, 'c' },
+        { "role", required_argument, 0, 'R' },
+        { "peer", required_argument, 0, 'P' },
+        { "listen", required_argument, 0, 'L' },
+        { "protocol", required_argument, 0, 'p' },
+        { "timeout", required_argument, 0, 't' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     int o;
+    uint64_t v;
 
     S.name = "";
     S.control = NM_DEFAULT_CONTROL;
+    S.protocol = 'C';
+    S.timeout_ms = 5000;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
         case 'n': S.nbd = optarg; break;
@@ -131,15 +198,52 @@ static int parse_args(int argc, char **argv)
         case 'e': S.engine = optarg; break;
         case 'd': S.direct = true; break;
         case 'c': S.control = optarg; break;
+        case 'R': S.role = optarg; break;
+        case 'L': S.listen = optarg; break;
+        case 'P':
+            if (S.npeers == REPL_MAX_PEERS) {
+                fprintf(stderr, "nbdmirror serve: at most %d peers\n", REPL_MAX_PEERS);
+                return -1;
+            }
+            S.peers[S.npeers++] = optarg;
+            break;
+        case 'p':
+            if (strlen(optarg) != 1 || optarg[0] < 'A' || optarg[0] > 'C') {
+                fprintf(stderr, "nbdmirror serve: --protocol takes A, B or C\n");
+                return -1;
+            }
+            S.protocol = optarg[0];
+            break;
+        case 't':
+            if (parse_size(optarg, &v) < 0 || v == 0 || v > 3600) {
+                fprintf(stderr, "nbdmirror serve: --timeout takes 1 to 3600 seconds\n");
+                return -1;
+            }
+            S.timeout_ms = v * 1000;
+            break;
         case 'h': fputs(usage, stdout); exit(0);
         default: fputs(usage, stderr); return -1;
         }
     }
-    if (optind != argc - 1 || !S.nbd) {
+    bool secondary = S.role && !strcmp(S.role, "secondary");
+    if (S.role && strcmp(S.role, "primary") && !secondary) {
+        fprintf(stderr, "nbdmirror serve: --role takes primary or secondary\n");
+        return -1;
+    }
+    if (!S.role && (S.npeers || S.listen)) {
+        fprintf(stderr, "nbdmirror serve: --peer and --listen need --role\n");
+        return -1;
+    }
+    if (S.role && !S.npeers && !S.listen) {
+        fprintf(stderr, "nbdmirror serve: a %s needs --peer or --listen\n", S.role);
+        return -1;
+    }
+    if (optind != argc - 1 || (!S.nbd && !secondary)) {
         fprintf(stderr, "nbdmirror serve: %s\n\n%s",
                 optind != argc - 1 ? "give exactly one DISK" : "--nbd is required", usage);
         return -1;
     }
+    S.export_ro = S.read_only || secondary; /* clients never write to a secondary */
     if (S.engine && strcmp(S.engine, "uring") && strcmp(S.engine, "aio")) {
         fprintf(stderr, "nbdmirror serve: --engine takes uring or aio\n");
         return -1;
@@ -222,20 +326,41 @@ int cmd_serve(int argc, char **argv)
     if (!S.disk.is_blockdev && !strcmp(io_engine_name(S.io), "io_uring"))
         io_set_inline_writes(S.io, S.disk.fd_buffered);
     bufpool_init(512u << 20);
+    bool primary = S.role && !strcmp(S.role, "primary");
     S.exp = (struct nbd_export){
         .name = S.name,
+        .description = S.role && !primary ? "secondary's disk (read-only replication target)" : NULL,
         .size = S.meta.data_size,
-        .read_only = S.read_only,
+        .read_only = S.export_ro,
+        .replicate = primary,
         .disk = &S.disk,
         .io = S.io,
     };
-    lfd = nbd_listen(S.nbd);
-    if (lfd < 0) {
-        log_err("cannot listen on %s: %s", S.nbd, strerror(-lfd));
-        return 1;
+    if (S.nbd) {
+        lfd = nbd_listen(S.nbd);
+        if (lfd < 0) {
+            log_err("cannot listen on %s: %s", S.nbd, strerror(-lfd));
+            return 1;
+        }
+        if (nbd_server_start(&S.exp, lfd) < 0)
+            return 1;
     }
-    if (nbd_server_start(&S.exp, lfd) < 0)
-        return 1;
+    if (S.role) {
+        struct repl_node self = {
+            .data_size = S.meta.data_size, .node_id = S.meta.node_id,
+            .current_gen = S.meta.current_gen, .dev = &S.disk, .io = S.io,
+            .disk = !strcmp(disk_name(), "UpToDate") ? DS_UPTODATE : DS_INCONSISTENT,
+        };
+        struct repl_primary_config pc = { .peers = S.peers, .npeers = S.npeers,
+                                          .listen = S.listen, .protocol = S.protocol,
+                                          .timeout_ms = S.timeout_ms };
+        r = primary ? repl_primary_start(&self, &pc)
+                    : repl_secondary_start(&self, S.listen, S.peers, S.npeers);
+        if (r < 0) {
+            log_err("replication: cannot listen on %s: %s", S.listen, strerror(-r));
+            return 1;
+        }
+    }
     r = ctl_start(S.control, report);
     if (r < 0) {
         log_err("control socket %s: %s", S.control,
@@ -248,20 +373,31 @@ int cmd_serve(int argc, char **argv)
         log_err("signalfd: %s", strerror(errno));
         return 1;
     }
-    log_info("serving %s (%llu bytes, %s, %s metadata) on %s", S.disk_path,
-             (unsigned long long)S.exp.size, S.read_only ? "read-only" : "read-write",
-             S.meta_path ? "external" : "internal", S.nbd);
+    log_info("%s %s (%llu bytes, %s, %s metadata)%s%s", S.role ? S.role : "serving", S.disk_path,
+             (unsigned long long)S.exp.size, S.export_ro ? "read-only" : "read-write",
+             S.meta_path ? "external" : "internal", S.nbd ? " on " : "", S.nbd ? S.nbd : "");
     log_info("io engine: %s, %s%s%s%s", io_engine_name(S.io),
              S.disk.direct ? "O_DIRECT" : "buffered", S.engine_why ? " (fallback: " : "",
              S.engine_why ? S.engine_why : "", S.engine_why ? ")" : "");
 
-    while (!nbd_server_done()) {
+    for (;;) {
+        if (S.stopping && (!S.nbd || nbd_server_done()))
+            break;
         /* sleep only when nothing waits; 200 ms for timers (handshake, grace) */
-        bool busy = io_pending(S.io) || nbd_server_busy();
+        bool busy = io_pending(S.io) || (S.nbd && nbd_server_busy()) || repl_busy();
         if (loop_wait(busy ? 0 : 200) < 0)
             break;
         io_run(S.io);
-        nbd_server_tick();
+        if (S.nbd)
+            nbd_server_tick();
+        repl_tick();
+    }
+    repl_stop();
+    /* replicated writes already received finish before the final flush */
+    for (uint64_t end = now_ms() + 5000; io_inflight(S.io) && now_ms() < end;) {
+        loop_wait(io_pending(S.io) ? 0 : 50);
+        io_run(S.io);
+        repl_tick();
     }
     ctl_stop();
     /* Everything acknowledged reaches stable storage before we go. */

@@ -27,3 +27,17 @@ void nm_log(const char *level, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "%s\n", line); /* one write: lines from threads do not mix */
 }
+
+bool log_ratelimit(struct ratelimit *rl)
+{
+    uint64_t now = now_ms();
+    if (rl->last_ms && now - rl->last_ms < 1000) {
+        rl->suppressed++;
+        return false;
+    }
+    if (rl->suppressed)
+        nm_log("warning", "(%u similar messages suppressed)", rl->suppressed);
+    rl->last_ms = now;
+    rl->suppressed = 0;
+    return true;
+}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "nbd-int.h"
+#include "repl.h"
 
 enum { STEP_MAIN, STEP_ZERO_FILL, STEP_FUA };
 
@@ -22,6 +23,10 @@ static void req_done(struct io_cmd *cmd, int res);
 
 void req_release(struct conn *c, struct nm_req *r)
 {
+    if (r->queued_peers) { /* peers still send from r->buf: free it after them */
+        r->released = true;
+        return;
+    }
     if (r->buf && r->buf_cap) {
         buf_put(r->buf, r->buf_cap);
         srv.resume_all = true; /* a paused connection may now get a buffer */
@@ -65,6 +70,29 @@ static void fail(struct conn *c, struct nm_req *r, int err)
     reply(c, r);
 }
 
+/* The local disk is done; the reply may still wait for peers. */
+static void local_done(struct conn *c, struct nm_req *r, int err)
+{
+    r->err = err;
+    r->local_done = true;
+    if (!r->wait_peers)
+        reply(c, r);
+}
+
+void nbd_req_peers_done(struct nm_req *r)
+{
+    if (r->local_done)
+        reply(r->conn, r);
+}
+
+void nbd_req_unqueued(struct nm_req *r)
+{
+    if (r->released) {
+        r->released = false;
+        req_release(r->conn, r);
+    }
+}
+
 static void submit_io(struct nm_req *r, enum io_op op, int fd, void *buf,
                       uint32_t len, uint64_t off, int mode)
 {
@@ -103,7 +131,7 @@ static void submit_zeroes(struct nm_req *r)
 
     if (d->is_blockdev && (r->flags & NBD_CMD_FLAG_NO_HOLE)) {
         if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
-            fail(r->conn, r, ENOTSUP); /* the device decides the speed: no promise */
+            local_done(r->conn, r, ENOTSUP); /* the device decides the speed: no promise */
             return;
         }
         submit_io(r, IO_ZEROOUT, d->fd, NULL, r->len, r->offset, 0);
@@ -154,6 +182,9 @@ static void start(struct conn *c, struct nm_req *r)
         submit_zeroes(r);
         break;
     }
+    /* the same request, in the same order, to every peer */
+    if (srv.exp->replicate && r->type != NBD_CMD_READ && !r->local_done)
+        repl_submit(r); /* (not what already failed locally, before any I/O) */
     (void)c;
 }
 
@@ -169,7 +200,7 @@ static void req_done(struct io_cmd *cmd, int res)
         } else if (r->type == NBD_CMD_WRITE_ZEROES && r->step == STEP_MAIN &&
                    (err == EOPNOTSUPP || err == EINVAL)) {
             if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
-                fail(c, r, ENOTSUP);
+                local_done(c, r, ENOTSUP);
                 return;
             }
             if (srv.exp->disk->is_blockdev)
@@ -178,11 +209,12 @@ static void req_done(struct io_cmd *cmd, int res)
                 submit_zero_fill(r);
             return;
         } else {
-            if (err != ENOSPC && err != EDQUOT)
+            static struct ratelimit rl;
+            if (err != ENOSPC && err != EDQUOT && log_ratelimit(&rl))
                 log_err("%s: %s of %u bytes at %llu failed: %s", srv.exp->disk->path,
                         r->type == NBD_CMD_READ ? "read" : "write", r->len,
                         (unsigned long long)r->offset, strerror(err));
-            fail(c, r, err);
+            local_done(c, r, err);
             return;
         }
     }
@@ -199,8 +231,7 @@ static void req_done(struct io_cmd *cmd, int res)
         submit_flush(r);
         return;
     }
-    r->err = 0;
-    reply(c, r);
+    local_done(c, r, 0);
 }
 
 /* base:allocation from SEEK_DATA / SEEK_HOLE. A block device reports all
@@ -290,6 +321,9 @@ static struct nm_req *take_slot(struct conn *c)
     r->err = 0;
     r->buf = NULL;
     r->buf_len = r->buf_cap = 0;
+    r->seq = 0;
+    r->wait_peers = r->queued_peers = 0;
+    r->local_done = r->released = false;
     return r;
 }
 

@@ -1,0 +1,584 @@
+/* The primary's stream: every write, trim and zero write goes, in sequence
+ * order, to every connected peer. Each peer has a send queue of frames that
+ * point at the request's own buffer (no copy: the kernel copies it into the
+ * socket), gathered into one sendmsg per turn. The reply to the client waits
+ * per protocol: A for nothing more than the queueing, B for every connected
+ * peer's ACK_RECV, C for every connected peer's ACK_WRITE (and for FLUSH,
+ * its BARRIER_ACK). A peer that drops or stops answering within the timeout
+ * leaves the wait sets and is marked Outdated; it is redialled with backoff. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "nbd.h"
+#include "repl-int.h"
+
+#define SQ_MAX      8192          /* frames queued per peer */
+#define SQ_BYTES_MAX (64u << 20)  /* a peer further behind than this is dropped */
+#define TABLE       (1u << 17)    /* requests waiting for acks, by seq */
+#define RETRY_MAX_MS 5000
+#define MAX_IOV     256
+
+struct sq_item {
+    struct nm_req *r;   /* NULL for frames without payload (BARRIER, PING) */
+    uint8_t hdr[REPL_HDR + 12];
+    uint8_t hdr_len;
+    uint32_t data_len;  /* bytes of r->buf that follow the header */
+};
+
+enum pconn { PC_IDLE, PC_CONNECTING, PC_HELLO, PC_UP };
+
+struct peer {
+    struct handler h;
+    int idx;
+    bool used, dial;
+    char addr[128];
+    int fd;
+    enum pconn st;
+    uint64_t next_try, backoff, last_rx, last_tx;
+    struct repl_hello remote;
+    enum disk_state peer_disk;
+    bool missed;                 /* dropped while writes went on: needs a full sync */
+    struct sq_item *sq;
+    unsigned sq_head, sq_count;
+    size_t sq_off;               /* bytes of the head item already sent */
+    uint64_t sq_bytes;
+    uint8_t in[4096];
+    uint32_t in_len;
+    unsigned waiting;            /* requests whose reply waits for this peer */
+    uint64_t sent_bytes, acked_bytes, sent_reqs, acked_reqs;
+};
+
+static struct {
+    struct repl_node self;
+    struct repl_primary_config cfg;
+    struct peer peers[REPL_MAX_PEERS];
+    int lfd;
+    struct handler h_listen;
+    uint64_t seq;
+    uint32_t epoch;
+    struct nm_req *table[TABLE];
+} P = { .lfd = -1 };
+
+static const char *conn_name(const struct peer *p)
+{
+    return p->st == PC_UP ? "Connected" : p->dial ? "Connecting" : "StandAlone";
+}
+
+static void send_hello(struct peer *p);
+
+/* ---- send queue ---- */
+
+static struct sq_item *sq_push(struct peer *p)
+{
+    if (p->sq_count == SQ_MAX)
+        return NULL;
+    struct sq_item *it = &p->sq[(p->sq_head + p->sq_count++) % SQ_MAX];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+static void frame(struct sq_item *it, uint8_t type, uint16_t flags, uint64_t seq,
+                  uint32_t epoch, const uint8_t *extra, uint8_t extra_len, uint32_t data_len)
+{
+    struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch,
+                          .len = extra_len + data_len };
+    repl_encode_hdr(it->hdr, &h);
+    memcpy(it->hdr + REPL_HDR, extra, extra_len);
+    it->hdr_len = REPL_HDR + extra_len;
+    it->data_len = data_len;
+}
+
+static void unqueue(struct peer *p, struct nm_req *r)
+{
+    if (!r)
+        return;
+    r->queued_peers &= ~(1u << p->idx);
+    if (!r->queued_peers)
+        nbd_req_unqueued(r);
+}
+
+static void stop_waiting(struct peer *p, struct nm_req *r)
+{
+    uint32_t bit = 1u << p->idx;
+    if (!(r->wait_peers & bit))
+        return;
+    r->wait_peers &= ~bit;
+    p->waiting--;
+    if (!r->wait_peers) {
+        if (P.table[r->seq % TABLE] == r)
+            P.table[r->seq % TABLE] = NULL;
+        nbd_req_peers_done(r);
+    }
+}
+
+static void peer_drop(struct peer *p, const char *why)
+{
+    if (p->st == PC_IDLE)
+        return;
+    if (p->st == PC_UP)
+        log_warn("peer %s: %s; it is Outdated until a full sync", p->addr, why);
+    else if (why)
+        log_info("peer %s: %s", p->addr, why);
+    loop_del(p->fd);
+    close(p->fd);
+    if (p->st == PC_UP) {
+        p->missed = true;
+        p->peer_disk = DS_OUTDATED;
+    }
+    p->st = PC_IDLE;
+    /* nothing queued for it will be sent; nobody waits for it any more */
+    while (p->sq_count) {
+        unqueue(p, p->sq[p->sq_head].r);
+        p->sq_head = (p->sq_head + 1) % SQ_MAX;
+        p->sq_count--;
+    }
+    p->sq_off = p->sq_bytes = 0;
+    for (unsigned i = 0; i < TABLE && p->waiting; i++)
+        if (P.table[i])
+            stop_waiting(p, P.table[i]);
+    p->waiting = 0;
+    p->in_len = 0;
+    p->next_try = now_ms() + p->backoff;
+    p->backoff = p->backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff * 2;
+    if (!p->dial)
+        p->used = false; /* it called us: it will call again */
+}
+
+static void peer_send(struct peer *p)
+{
+    while (p->st >= PC_HELLO && p->sq_count) {
+        struct iovec iov[MAX_IOV];
+        int k = 0;
+        size_t skip = p->sq_off;
+        for (unsigned i = 0; i < p->sq_count && k < MAX_IOV - 1; i++) {
+            struct sq_item *it = &p->sq[(p->sq_head + i) % SQ_MAX];
+            if (skip < it->hdr_len) {
+                iov[k++] = (struct iovec){ it->hdr + skip, it->hdr_len - skip };
+                skip = 0;
+            } else {
+                skip -= it->hdr_len;
+            }
+            if (it->data_len)
+                iov[k++] = (struct iovec){ it->r->buf + skip, it->data_len - skip };
+            skip = 0;
+        }
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = k };
+        ssize_t n = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                peer_drop(p, strerror(errno));
+            break;
+        }
+        p->last_tx = now_ms();
+        size_t left = p->sq_off + n;
+        while (p->sq_count) {
+            struct sq_item *it = &p->sq[p->sq_head];
+            size_t sz = it->hdr_len + it->data_len;
+            if (left < sz)
+                break;
+            left -= sz;
+            p->sent_bytes += sz;
+            p->sq_bytes -= sz;
+            if (it->r)
+                p->sent_reqs++;
+            unqueue(p, it->r);
+            p->sq_head = (p->sq_head + 1) % SQ_MAX;
+            p->sq_count--;
+        }
+        p->sq_off = left;
+        if (p->sq_count)
+            break; /* the socket is full: EPOLLOUT tells us when to go on */
+    }
+    if (p->st >= PC_HELLO)
+        loop_mod(p->fd, EPOLLIN | (p->sq_count ? EPOLLOUT : 0), &p->h);
+}
+
+/* ---- the stream ---- */
+
+static bool queue_to(struct peer *p, struct nm_req *r, uint8_t type, uint16_t flags,
+                     const uint8_t *extra, uint8_t extra_len, uint32_t data_len)
+{
+    struct sq_item *it;
+    if (p->sq_bytes + data_len > SQ_BYTES_MAX || !(it = sq_push(p))) {
+        peer_drop(p, "too far behind (send queue full)");
+        return false;
+    }
+    frame(it, type, flags, r ? r->seq : 0, P.epoch, extra, extra_len, data_len);
+    it->r = r;
+    p->sq_bytes += it->hdr_len + data_len;
+    if (r)
+        r->queued_peers |= 1u << p->idx;
+    return true;
+}
+
+static void barrier_to(struct peer *p, struct nm_req *r)
+{
+    struct sq_item *it = sq_push(p);
+    if (!it) {
+        peer_drop(p, "too far behind (send queue full)");
+        return;
+    }
+    frame(it, RT_BARRIER, 0, r ? r->seq : ++P.seq, P.epoch, NULL, 0, 0);
+}
+
+void repl_submit(struct nm_req *r)
+{
+    uint8_t extra[12];
+    uint8_t type, elen = 8;
+    uint16_t flags = 0;
+    uint32_t data_len = 0;
+    bool barrier = r->type == NBD_CMD_FLUSH;
+
+    r->seq = ++P.seq;
+    r->epoch = P.epoch;
+    r->wait_peers = r->queued_peers = 0;
+    put_be64(extra, r->offset);
+    switch (r->type) {
+    case NBD_CMD_WRITE:
+        type = RT_WRITE;
+        data_len = r->len;
+        if (r->flags & NBD_CMD_FLAG_FUA) {
+            flags = RF_FUA;
+            barrier = true; /* FUA orders like a flush */
+        }
+        break;
+    case NBD_CMD_TRIM:
+        type = RT_TRIM;
+        put_be32(extra + 8, r->len);
+        elen = 12;
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        type = RT_ZERO;
+        flags = (r->flags & NBD_CMD_FLAG_NO_HOLE) ? RF_NO_HOLE : 0;
+        put_be32(extra + 8, r->len);
+        elen = 12;
+        break;
+    case NBD_CMD_FLUSH:
+        type = RT_BARRIER;
+        break;
+    default:
+        return;
+    }
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        struct peer *p = &P.peers[i];
+        if (!p->used || p->st != PC_UP)
+            continue;
+        if (type == RT_BARRIER)
+            barrier_to(p, r);
+        else if (!queue_to(p, r, type, flags, extra, elen, data_len))
+            continue;
+        else if (barrier)
+            barrier_to(p, NULL);
+        if (p->st != PC_UP)
+            continue;
+        /* what the reply waits for from this peer */
+        if (P.cfg.protocol == 'C' || (P.cfg.protocol == 'B' && type != RT_BARRIER)) {
+            r->wait_peers |= 1u << p->idx;
+            p->waiting++;
+        }
+    }
+    if (barrier)
+        P.epoch++;
+    if (r->wait_peers)
+        P.table[r->seq % TABLE] = r;
+}
+
+/* ---- acknowledgements ---- */
+
+static void on_ack(struct peer *p, const struct repl_hdr *h)
+{
+    struct nm_req *r = P.table[h->seq % TABLE];
+
+    if (h->type == RT_ACK_WRITE || h->type == RT_ACK_RECV) {
+        if (h->type == RT_ACK_WRITE) {
+            p->acked_bytes += h->epoch; /* acks carry their byte count there */
+            p->acked_reqs++;
+        }
+        static struct ratelimit rl;
+        if (h->aux && log_ratelimit(&rl))
+            log_err("peer %s: its disk failed a replicated write: %s", p->addr, strerror(h->aux));
+        if (h->aux) {
+            p->peer_disk = DS_INCONSISTENT;
+            p->missed = true;
+        }
+    }
+    if (!r || r->seq != h->seq)
+        return; /* protocol A, or an ack nobody waits for */
+    bool counts = P.cfg.protocol == 'B' ? h->type == RT_ACK_RECV
+                                        : h->type == RT_ACK_WRITE || h->type == RT_BARRIER_ACK;
+    if (counts)
+        stop_waiting(p, r);
+}
+
+static void peer_hello(struct peer *p, const struct repl_hdr *h, const uint8_t *pay)
+{
+    const char *why;
+    char msg[200];
+
+    if (h->type != RT_HELLO || repl_decode_hello(pay, h->len, &p->remote, &why) < 0) {
+        peer_drop(p, h->type != RT_HELLO ? "frame before HELLO" : why);
+        return;
+    }
+    if (p->remote.role != ROLE_SECONDARY) {
+        peer_drop(p, "peer is a primary too (split roles first)");
+        return;
+    }
+    if (p->remote.data_size < P.self.data_size) {
+        snprintf(msg, sizeof msg, "refused: its disk (%llu bytes) is smaller than ours (%llu bytes)",
+                 (unsigned long long)p->remote.data_size, (unsigned long long)P.self.data_size);
+        log_err("peer %s: %s", p->addr, msg);
+        peer_drop(p, NULL);
+        return;
+    }
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        struct peer *o = &P.peers[i];
+        if (o != p && o->used && o->st == PC_UP && o->remote.node_id == p->remote.node_id) {
+            peer_drop(p, "already connected to this node");
+            return;
+        }
+    }
+    p->st = PC_UP;
+    p->backoff = 100;
+    p->peer_disk = p->missed ? DS_OUTDATED : (enum disk_state)p->remote.disk_state;
+    log_info("peer %s: connected (protocol %c, its disk %s%s)", p->addr, P.cfg.protocol,
+             disk_state_name(p->peer_disk), p->missed ? ": it missed writes, full sync needed" : "");
+}
+
+static void peer_read(struct peer *p)
+{
+    for (;;) {
+        ssize_t n = recv(p->fd, p->in + p->in_len, sizeof p->in - p->in_len, MSG_DONTWAIT);
+        if (n == 0) {
+            peer_drop(p, "connection closed");
+            return;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                peer_drop(p, strerror(errno));
+            return;
+        }
+        p->in_len += n;
+        p->last_rx = now_ms();
+        uint32_t off = 0;
+        while (p->in_len - off >= REPL_HDR) {
+            struct repl_hdr h;
+            const char *why;
+            if (repl_decode_hdr(p->in + off, &h, &why) < 0) {
+                peer_drop(p, why);
+                return;
+            }
+            if (p->in_len - off < REPL_HDR + h.len)
+                break;
+            if (p->st == PC_HELLO) {
+                peer_hello(p, &h, p->in + off + REPL_HDR);
+                if (p->st != PC_UP)
+                    return;
+            } else if (h.type == RT_ACK_RECV || h.type == RT_ACK_WRITE ||
+                       h.type == RT_BARRIER_ACK) {
+                on_ack(p, &h);
+            } else if (h.type != RT_PONG) {
+                peer_drop(p, "unexpected frame from a secondary");
+                return;
+            }
+            off += REPL_HDR + h.len;
+        }
+        memmove(p->in, p->in + off, p->in_len - off);
+        p->in_len -= off;
+        if ((size_t)n < sizeof p->in)
+            return;
+    }
+}
+
+static void on_peer(struct handler *h, uint32_t ev)
+{
+    struct peer *p = (struct peer *)h;
+
+    if (p->st == PC_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            peer_drop(p, NULL); /* down: retried with backoff */
+            return;
+        }
+        p->st = PC_HELLO;
+        p->last_rx = now_ms();
+        send_hello(p);
+        if (p->st == PC_IDLE)
+            return;
+    }
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        peer_read(p);
+    if (p->st >= PC_HELLO && (ev & EPOLLOUT))
+        peer_send(p);
+}
+
+static void send_hello(struct peer *p)
+{
+    struct repl_hello hi = { .data_size = P.self.data_size, .node_id = P.self.node_id,
+                             .current_gen = P.self.current_gen, .block_size = 4096,
+                             .role = ROLE_PRIMARY, .protocol = P.cfg.protocol,
+                             .disk_state = P.self.disk };
+    struct repl_hdr h = { .type = RT_HELLO, .len = REPL_HELLO_SIZE };
+    uint8_t buf[REPL_HDR + REPL_HELLO_SIZE];
+
+    repl_encode_hdr(buf, &h);
+    repl_encode_hello(buf + REPL_HDR, &hi);
+    /* the first bytes on a fresh socket: they fit its buffer */
+    if (send(p->fd, buf, sizeof buf, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof buf)
+        peer_drop(p, "cannot send HELLO");
+}
+
+static void peer_attach(struct peer *p, int fd, bool connecting)
+{
+    p->fd = fd;
+    p->st = connecting ? PC_CONNECTING : PC_HELLO;
+    p->in_len = 0;
+    p->last_rx = p->last_tx = now_ms();
+    p->h.fn = on_peer;
+    if (!p->sq && !(p->sq = calloc(SQ_MAX, sizeof *p->sq))) {
+        close(fd);
+        p->st = PC_IDLE;
+        return;
+    }
+    loop_add(fd, EPOLLIN | EPOLLOUT, &p->h);
+    if (!connecting)
+        send_hello(p);
+}
+
+static void on_listen(struct handler *h, uint32_t ev)
+{
+    (void)h, (void)ev;
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(P.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        struct peer *p = NULL;
+        for (int i = 0; i < REPL_MAX_PEERS && !p; i++)
+            if (!P.peers[i].used)
+                p = &P.peers[i];
+        if (!p) {
+            close(fd);
+            continue;
+        }
+        memset(&p->remote, 0, sizeof p->remote);
+        p->used = true;
+        p->dial = false;
+        p->backoff = 100;
+        p->missed = false;
+        net_peer_name(&ss, p->addr, sizeof p->addr);
+        peer_attach(p, fd, false);
+    }
+}
+
+int repl_primary_start(const struct repl_node *self, const struct repl_primary_config *cfg)
+{
+    repl_role_started(1);
+    P.self = *self;
+    P.cfg = *cfg;
+    P.epoch = 1;
+    for (int i = 0; i < REPL_MAX_PEERS; i++)
+        P.peers[i].idx = i;
+    for (int i = 0; i < cfg->npeers && i < REPL_MAX_PEERS; i++) {
+        struct peer *p = &P.peers[i];
+        p->used = p->dial = true;
+        p->backoff = 100;
+        snprintf(p->addr, sizeof p->addr, "%s", cfg->peers[i]);
+    }
+    if (cfg->listen) {
+        P.lfd = net_listen(cfg->listen);
+        if (P.lfd < 0)
+            return P.lfd;
+        P.h_listen.fn = on_listen;
+        loop_add(P.lfd, EPOLLIN, &P.h_listen);
+    }
+    return 0;
+}
+
+void primary_tick(void)
+{
+    uint64_t now = now_ms();
+
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        struct peer *p = &P.peers[i];
+        if (!p->used)
+            continue;
+        if (p->st == PC_IDLE && p->dial && now >= p->next_try) {
+            int fd = net_connect(p->addr);
+            if (fd >= 0) {
+                peer_attach(p, fd, true); /* HELLO goes once connected */
+            } else {
+                p->next_try = now + p->backoff;
+            }
+            continue;
+        }
+        if (p->st == PC_IDLE)
+            continue;
+        /* silence while something is owed means the peer is gone */
+        bool owed = p->waiting || p->sq_count || p->st != PC_UP;
+        if (owed && now - p->last_rx > P.cfg.timeout_ms) {
+            peer_drop(p, "no answer within the timeout");
+            continue;
+        }
+        if (p->st == PC_UP && now - p->last_tx > P.cfg.timeout_ms / 4 && !p->sq_count) {
+            struct sq_item *it = sq_push(p);
+            frame(it, RT_PING, 0, 0, 0, NULL, 0, 0);
+            p->sq_bytes += REPL_HDR;
+        }
+        if (p->sq_count)
+            peer_send(p);
+    }
+}
+
+bool primary_busy(void) { return false; /* sends happen in primary_tick every turn */ }
+
+int primary_status(struct peer_status *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < REPL_MAX_PEERS && n < max; i++) {
+        struct peer *p = &P.peers[i];
+        if (!p->used)
+            continue;
+        struct peer_status *s = &out[n++];
+        memset(s, 0, sizeof *s);
+        snprintf(s->address, sizeof s->address, "%s", p->addr);
+        s->connection = conn_name(p);
+        s->replication = p->st == PC_UP ? "Established" : "Off";
+        s->peer_disk = disk_state_name(p->st == PC_UP || p->missed ? p->peer_disk : DS_UNKNOWN);
+        s->protocol = P.cfg.protocol;
+        s->sent_bytes = p->sent_bytes;
+        s->acked_bytes = p->acked_bytes;
+        s->sent_requests = p->sent_reqs;
+        s->acked_requests = p->acked_reqs;
+        s->inflight = p->sent_reqs - p->acked_reqs;
+        s->out_of_sync_bytes = p->missed || p->peer_disk == DS_INCONSISTENT ? P.self.data_size : 0;
+    }
+    return n;
+}
+
+void primary_stop(void)
+{
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        struct peer *p = &P.peers[i];
+        if (p->used && p->st != PC_IDLE) {
+            peer_send(p); /* a last try to hand over what is queued */
+            loop_del(p->fd);
+            close(p->fd);
+            p->st = PC_IDLE;
+        }
+    }
+    if (P.lfd >= 0) {
+        loop_del(P.lfd);
+        close(P.lfd);
+        P.lfd = -1;
+    }
+}

@@ -1,0 +1,570 @@
+/* The secondary: receives the primary's stream and applies it in order.
+ *
+ * Writes of one epoch run concurrently, except that a write overlapping one
+ * still in flight waits for it (sequence order). A BARRIER waits until every
+ * earlier write is done, flushes, and is acknowledged before anything after
+ * it starts: so the disk always holds a state the primary's disk passed
+ * through at some barrier. Waiting stops reading; TCP pushes back. */
+#include <errno.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "io.h"
+#include "repl-int.h"
+
+#define IN_CAP   (256u << 10)
+#define OUT_CAP  (64u << 10)
+#define MAX_OPS  256
+#define MAX_LINKS 8
+#define RETRY_MAX_MS 5000
+
+struct link;
+struct op {
+    struct io_cmd io;
+    struct link *l;
+    uint64_t seq, off;
+    uint32_t len;
+    uint8_t type;
+    uint16_t flags;
+    uint8_t *buf;
+    bool busy;
+};
+
+struct link {
+    struct handler h;
+    int fd;
+    bool dead, established, connecting;
+    int dial;                 /* index into dial[], or -1 for accepted */
+    char addr[128];
+    uint8_t *in;
+    uint32_t in_start, in_end;
+    bool have_frame;          /* fh is decoded; its payload may be arriving */
+    struct repl_hdr fh;
+    uint8_t small[REPL_HELLO_SIZE];  /* payload prefix: offset (+len), or HELLO */
+    uint8_t *data;            /* WRITE data */
+    uint32_t pay_have;
+    uint8_t out[OUT_CAP];
+    uint32_t out_len, out_off;
+    unsigned inflight;
+    bool barrier_running;
+    struct op ops[MAX_OPS];
+    struct op barrier;
+    struct repl_hello remote;
+    uint64_t rx_bytes, acked_bytes, acked_reqs;
+};
+
+static struct {
+    struct repl_node self;
+    int lfd;
+    struct handler h_listen;
+    struct link *links[MAX_LINKS];
+    char **dial;
+    int ndial;
+    uint64_t next_dial[8], backoff[8];
+    bool dial_busy[8];
+} S = { .lfd = -1 };
+
+static void link_parse(struct link *l);
+
+static void link_kill(struct link *l, const char *why)
+{
+    if (l->dead)
+        return;
+    if (why)
+        log_warn("replication link %s: %s; closing it", l->addr, why);
+    else if (l->established)
+        log_info("replication link %s: primary disconnected", l->addr);
+    loop_del(l->fd);
+    close(l->fd);
+    l->dead = true;
+    if (l->dial >= 0) {
+        S.dial_busy[l->dial] = false;
+        S.next_dial[l->dial] = now_ms() + S.backoff[l->dial];
+    }
+}
+
+static void out_frame(struct link *l, uint8_t type, uint64_t seq, uint32_t epoch, uint32_t aux,
+                      const void *pay, uint32_t len)
+{
+    struct repl_hdr h = { .type = type, .seq = seq, .epoch = epoch, .aux = aux, .len = len };
+    if (l->out_off == l->out_len)
+        l->out_off = l->out_len = 0;
+    if (l->out_len + REPL_HDR + len > OUT_CAP) { /* cannot happen: parsing stops first */
+        link_kill(l, "acknowledgements not read by the primary");
+        return;
+    }
+    repl_encode_hdr(l->out + l->out_len, &h);
+    memcpy(l->out + l->out_len + REPL_HDR, pay, len);
+    l->out_len += REPL_HDR + len;
+}
+
+static void send_hello(struct link *l)
+{
+    struct repl_hello h = { .data_size = S.self.data_size, .node_id = S.self.node_id,
+                            .current_gen = S.self.current_gen, .block_size = 4096,
+                            .role = ROLE_SECONDARY, .disk_state = S.self.disk };
+    uint8_t p[REPL_HELLO_SIZE];
+    repl_encode_hello(p, &h);
+    out_frame(l, RT_HELLO, 0, 0, 0, p, sizeof p);
+}
+
+static void link_flush(struct link *l)
+{
+    while (!l->dead && l->out_off < l->out_len) {
+        ssize_t n = send(l->fd, l->out + l->out_off, l->out_len - l->out_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                link_kill(l, strerror(errno));
+            break;
+        }
+        l->out_off += n;
+    }
+    if (!l->dead)
+        loop_mod(l->fd, EPOLLIN | (l->out_off < l->out_len ? EPOLLOUT : 0), &l->h);
+}
+
+static bool overlaps(const struct link *l, uint64_t off, uint32_t len)
+{
+    for (int i = 0; i < MAX_OPS; i++) {
+        const struct op *o = &l->ops[i];
+        if (o->busy && off < o->off + o->len && o->off < off + len)
+            return true;
+    }
+    return false;
+}
+
+static void op_done(struct io_cmd *cmd, int res)
+{
+    struct op *o = (struct op *)((char *)cmd - offsetof(struct op, io));
+    struct link *l = o->l;
+
+    if (res < 0 && (o->type == RT_TRIM) && (res == -EOPNOTSUPP || res == -EINVAL))
+        res = 0; /* trim is advisory */
+    if (res < 0 && o->type == RT_ZERO && (res == -EOPNOTSUPP || res == -EINVAL)) {
+        /* no fast zeroing here: write zeroes the plain way, synchronously;
+         * rare (filesystems without fallocate), so simplicity wins */
+        static _Alignas(4096) const uint8_t zero[1 << 16];
+        uint64_t done = 0;
+        res = 0;
+        while (res == 0 && done < o->len) {
+            uint32_t n = o->len - done < sizeof zero ? o->len - done : sizeof zero;
+            res = full_pwrite(S.self.dev->fd_buffered, zero, n, o->off + done);
+            done += n;
+        }
+    }
+    static struct ratelimit rl;
+    if (res < 0 && log_ratelimit(&rl))
+        log_err("replicated %s of %u bytes at %llu failed: %s",
+                o->type == RT_WRITE ? "write" : o->type == RT_TRIM ? "trim" : "zero write",
+                o->len, (unsigned long long)o->off, strerror(-res));
+    o->busy = false;
+    if (o->buf) {
+        buf_put(o->buf, o->len);
+        o->buf = NULL;
+    }
+    l->inflight--;
+    if (l->dead)
+        return; /* the link is freed by secondary_tick once nothing is in flight */
+    out_frame(l, RT_ACK_WRITE, o->seq, o->len, res < 0 ? -res : 0, NULL, 0);
+    l->acked_bytes += o->len;
+    l->acked_reqs++;
+    link_parse(l); /* a frame may have been waiting for this one */
+}
+
+static void barrier_done(struct io_cmd *cmd, int res)
+{
+    struct op *o = (struct op *)((char *)cmd - offsetof(struct op, io));
+    struct link *l = o->l;
+
+    o->busy = false;
+    l->barrier_running = false;
+    if (l->dead) {
+        l->inflight--;
+        return;
+    }
+    l->inflight--;
+    if (res < 0)
+        log_err("flush for replication barrier %u failed: %s", (unsigned)o->off, strerror(-res));
+    out_frame(l, RT_BARRIER_ACK, o->seq, (uint32_t)o->off, res < 0 ? -res : 0, NULL, 0);
+    link_parse(l);
+}
+
+static bool hello(struct link *l)
+{
+    const char *why;
+    char msg[160];
+
+    if (repl_decode_hello(l->small, l->fh.len, &l->remote, &why) < 0) {
+        link_kill(l, why);
+        return false;
+    }
+    if (l->remote.role != ROLE_PRIMARY) {
+        link_kill(l, "peer is not a primary (two secondaries cannot replicate)");
+        return false;
+    }
+    if (l->remote.data_size > S.self.data_size) {
+        snprintf(msg, sizeof msg, "primary's disk (%llu bytes) is larger than ours (%llu bytes)",
+                 (unsigned long long)l->remote.data_size, (unsigned long long)S.self.data_size);
+        link_kill(l, msg);
+        return false;
+    }
+    for (int i = 0; i < MAX_LINKS; i++)
+        if (S.links[i] && S.links[i] != l && !S.links[i]->dead && S.links[i]->established) {
+            link_kill(l, "already replicating from a primary");
+            return false;
+        }
+    l->established = true;
+    if (l->dial >= 0)
+        S.backoff[l->dial] = 100;
+    log_info("replication link %s: connected to primary (protocol %c, %llu bytes)", l->addr,
+             l->remote.protocol ? l->remote.protocol : '?', (unsigned long long)l->remote.data_size);
+    return true;
+}
+
+/* Starts the frame in l->fh if the ordering rules allow; false = wait. */
+static bool apply(struct link *l)
+{
+    const struct disk *d = S.self.dev;
+    struct op *o = NULL;
+
+    if (l->fh.type == RT_HELLO)
+        return l->established ? (link_kill(l, "second HELLO"), false) : hello(l);
+    if (!l->established) {
+        link_kill(l, "frame before HELLO");
+        return false;
+    }
+    switch (l->fh.type) {
+    case RT_PING:
+        out_frame(l, RT_PONG, l->fh.seq, 0, 0, NULL, 0);
+        return true;
+    case RT_BARRIER:
+        if (l->inflight || l->barrier_running)
+            return false;
+        o = &l->barrier;
+        o->l = l;
+        o->seq = l->fh.seq;
+        o->off = l->fh.epoch;
+        o->busy = true;
+        o->io = (struct io_cmd){ .op = IO_FSYNC, .fd = d->fd, .cb = barrier_done };
+        l->barrier_running = true;
+        l->inflight++;
+        io_queue(S.self.io, &o->io);
+        return true;
+    case RT_WRITE:
+    case RT_TRIM:
+    case RT_ZERO:
+        break;
+    default:
+        link_kill(l, "unexpected frame type from a primary");
+        return false;
+    }
+    uint64_t off = get_be64(l->small);
+    uint32_t len = l->fh.type == RT_WRITE ? l->fh.len - 8 : get_be32(l->small + 8);
+    if (len == 0 || off > S.self.data_size || len > S.self.data_size - off) {
+        link_kill(l, "write outside the disk");
+        return false;
+    }
+    if (l->barrier_running || overlaps(l, off, len))
+        return false;
+    for (int i = 0; i < MAX_OPS && !o; i++)
+        if (!l->ops[i].busy)
+            o = &l->ops[i];
+    if (!o)
+        return false;
+    if (l->remote.protocol == 'B')
+        out_frame(l, RT_ACK_RECV, l->fh.seq, len, 0, NULL, 0);
+    *o = (struct op){ .l = l, .seq = l->fh.seq, .off = off, .len = len, .type = l->fh.type,
+                      .flags = l->fh.flags, .busy = true };
+    o->io.cb = op_done;
+    o->io.off = off;
+    o->io.len = len;
+    if (l->fh.type == RT_WRITE) {
+        o->buf = l->data;
+        l->data = NULL;
+        o->io.op = IO_WRITE;
+        o->io.buf = o->buf;
+        o->io.fd = disk_fd_for(d, o->buf, off, len);
+        o->io.mode = (l->fh.flags & RF_FUA) ? RWF_DSYNC : 0;
+    } else if (l->fh.type == RT_TRIM) {
+        o->io.op = d->is_blockdev ? IO_DISCARD : IO_FALLOCATE;
+        o->io.fd = d->fd;
+        o->io.mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    } else {
+        bool keep = l->fh.flags & RF_NO_HOLE;
+        o->io.op = d->is_blockdev && keep ? IO_ZEROOUT : IO_FALLOCATE;
+        o->io.fd = d->fd;
+        o->io.mode = keep ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
+                          : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    }
+    l->inflight++;
+    io_queue(S.self.io, &o->io);
+    return true;
+}
+
+/* Moves payload bytes from the staging buffer into the frame. */
+static void take_staged(struct link *l)
+{
+    uint32_t avail = l->in_end - l->in_start, want, n;
+    uint32_t prefix = l->fh.type == RT_WRITE ? 8 : l->fh.len;
+
+    while (avail && l->pay_have < l->fh.len) {
+        if (l->pay_have < prefix) {
+            want = prefix - l->pay_have;
+            n = avail < want ? avail : want;
+            memcpy(l->small + l->pay_have, l->in + l->in_start, n);
+        } else {
+            want = l->fh.len - l->pay_have;
+            n = avail < want ? avail : want;
+            memcpy(l->data + (l->pay_have - 8), l->in + l->in_start, n);
+        }
+        l->pay_have += n;
+        l->in_start += n;
+        avail -= n;
+    }
+}
+
+static void link_parse(struct link *l)
+{
+    const char *why;
+
+    while (!l->dead && l->out_len - l->out_off < OUT_CAP / 2) {
+        if (!l->have_frame) {
+            if (l->in_end - l->in_start < REPL_HDR)
+                break;
+            if (repl_decode_hdr(l->in + l->in_start, &l->fh, &why) < 0) {
+                link_kill(l, why);
+                return;
+            }
+            if (l->fh.type == RT_WRITE) {
+                l->data = buf_get(l->fh.len - 8);
+                if (!l->data)
+                    break; /* over the memory budget: wait for writes to finish */
+            }
+            l->in_start += REPL_HDR;
+            l->rx_bytes += REPL_HDR + l->fh.len;
+            l->have_frame = true;
+            l->pay_have = 0;
+        }
+        take_staged(l);
+        if (l->pay_have < l->fh.len)
+            break; /* the rest is still on its way */
+        if (!apply(l))
+            break; /* ordering says wait; completions call us again */
+        l->have_frame = false;
+    }
+}
+
+static void on_link(struct handler *h, uint32_t ev)
+{
+    struct link *l = (struct link *)h;
+
+    if (l->dead)
+        return;
+    if (l->connecting) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            link_kill(l, NULL);
+            return;
+        }
+        l->connecting = false;
+        send_hello(l);
+    }
+    if (ev & EPOLLOUT)
+        link_flush(l);
+    if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    for (int round = 0; round < 8 && !l->dead; round++) {
+        ssize_t n;
+        if (l->have_frame && l->fh.type == RT_WRITE && l->pay_have >= 8 &&
+            l->in_start == l->in_end) {
+            /* a large payload goes straight into its buffer */
+            n = recv(l->fd, l->data + (l->pay_have - 8), l->fh.len - l->pay_have, MSG_DONTWAIT);
+            if (n > 0)
+                l->pay_have += n;
+        } else {
+            if (l->in_start > 0) {
+                memmove(l->in, l->in + l->in_start, l->in_end - l->in_start);
+                l->in_end -= l->in_start;
+                l->in_start = 0;
+            }
+            if (l->in_end == IN_CAP)
+                break; /* stalled: the staging buffer is full */
+            n = recv(l->fd, l->in + l->in_end, IN_CAP - l->in_end, MSG_DONTWAIT);
+            if (n > 0)
+                l->in_end += n;
+        }
+        if (n == 0) {
+            link_kill(l, l->established ? NULL : "closed during the handshake");
+            return;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                link_kill(l, strerror(errno));
+            break;
+        }
+        link_parse(l);
+        if (l->have_frame && l->pay_have == l->fh.len)
+            break; /* waiting to apply: read no further */
+    }
+}
+
+static struct link *link_new(int fd, const char *addr, int dial)
+{
+    int slot = -1;
+    for (int i = 0; i < MAX_LINKS; i++)
+        if (!S.links[i]) {
+            slot = i;
+            break;
+        }
+    struct link *l = slot < 0 ? NULL : calloc(1, sizeof *l);
+    if (!l || !(l->in = malloc(IN_CAP))) {
+        free(l);
+        close(fd);
+        return NULL;
+    }
+    l->fd = fd;
+    l->dial = dial;
+    l->h.fn = on_link;
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    if (loop_add(fd, EPOLLIN | EPOLLOUT, &l->h) < 0) {
+        free(l->in);
+        free(l);
+        close(fd);
+        return NULL;
+    }
+    S.links[slot] = l;
+    return l;
+}
+
+static void on_listen(struct handler *h, uint32_t ev)
+{
+    (void)h, (void)ev;
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char addr[128];
+        int fd = accept4(S.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        net_peer_name(&ss, addr, sizeof addr);
+        struct link *l = link_new(fd, addr, -1);
+        if (!l) {
+            log_warn("replication: refusing %s: too many connections", addr);
+            continue;
+        }
+        send_hello(l);
+    }
+}
+
+int repl_secondary_start(const struct repl_node *self, const char *listen, char **dial, int ndial)
+{
+    repl_role_started(0);
+    S.self = *self;
+    S.dial = dial;
+    S.ndial = ndial > 8 ? 8 : ndial;
+    for (int i = 0; i < S.ndial; i++)
+        S.backoff[i] = 100;
+    if (listen) {
+        S.lfd = net_listen(listen);
+        if (S.lfd < 0)
+            return S.lfd;
+        S.h_listen.fn = on_listen;
+        loop_add(S.lfd, EPOLLIN, &S.h_listen);
+    }
+    return 0;
+}
+
+bool secondary_busy(void)
+{
+    for (int i = 0; i < MAX_LINKS; i++)
+        if (S.links[i] && !S.links[i]->dead && S.links[i]->out_off < S.links[i]->out_len)
+            return true;
+    return false;
+}
+
+void secondary_tick(void)
+{
+    uint64_t now = now_ms();
+
+    for (int i = 0; i < MAX_LINKS; i++) {
+        struct link *l = S.links[i];
+        if (!l)
+            continue;
+        if (!l->dead)
+            link_flush(l);
+        if (l->dead && l->inflight == 0) {
+            if (l->data)
+                buf_put(l->data, l->fh.len - 8);
+            free(l->in);
+            free(l);
+            S.links[i] = NULL;
+        }
+    }
+    for (int i = 0; i < S.ndial; i++) {
+        if (S.dial_busy[i] || now < S.next_dial[i])
+            continue;
+        int fd = net_connect(S.dial[i]);
+        S.next_dial[i] = now + S.backoff[i];
+        S.backoff[i] = S.backoff[i] * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : S.backoff[i] * 2;
+        if (fd < 0)
+            continue;
+        struct link *l = link_new(fd, S.dial[i], i);
+        if (l) {
+            l->connecting = true;
+            S.dial_busy[i] = true;
+        }
+    }
+}
+
+int secondary_status(struct peer_status *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_LINKS && n < max; i++) {
+        struct link *l = S.links[i];
+        if (!l || l->dead || !l->established)
+            continue;
+        struct peer_status *p = &out[n++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->address, sizeof p->address, "%s", l->addr);
+        p->connection = "Connected";
+        p->replication = "Established";
+        p->peer_disk = "UpToDate"; /* a primary's disk */
+        p->protocol = l->remote.protocol;
+        p->received_bytes = l->rx_bytes;
+        p->acked_bytes = l->acked_bytes;
+        p->acked_requests = l->acked_reqs;
+        p->inflight = l->inflight;
+    }
+    if (n == 0 && max > 0 && (S.ndial || S.lfd >= 0)) {
+        struct peer_status *p = &out[n++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->address, sizeof p->address, "%s", S.ndial ? S.dial[0] : "(waiting for a primary)");
+        p->connection = S.ndial ? "Connecting" : "StandAlone";
+        p->replication = "Off";
+        p->peer_disk = "Unknown";
+    }
+    return n;
+}
+
+void secondary_stop(void)
+{
+    for (int i = 0; i < MAX_LINKS; i++)
+        if (S.links[i])
+            link_kill(S.links[i], NULL);
+    if (S.lfd >= 0) {
+        loop_del(S.lfd);
+        close(S.lfd);
+        S.lfd = -1;
+    }
+}
