@@ -40,6 +40,7 @@ struct peer {
     bool used, dial;
     char addr[128];
     int fd;
+    uint32_t events;             /* what epoll watches now */
     enum pconn st;
     uint64_t next_try, backoff, last_rx, last_tx;
     struct repl_hello remote;
@@ -84,7 +85,8 @@ static struct sq_item *sq_push(struct peer *p)
     return it;
 }
 
-static void frame(struct sq_item *it, uint8_t type, uint16_t flags, uint64_t seq,
+/* Fills a queued item; the queue's byte count follows every item in it. */
+static void frame(struct peer *p, struct sq_item *it, uint8_t type, uint16_t flags, uint64_t seq,
                   uint32_t epoch, const uint8_t *extra, uint8_t extra_len, uint32_t data_len)
 {
     struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch,
@@ -93,6 +95,7 @@ static void frame(struct sq_item *it, uint8_t type, uint16_t flags, uint64_t seq
     memcpy(it->hdr + REPL_HDR, extra, extra_len);
     it->hdr_len = REPL_HDR + extra_len;
     it->data_len = data_len;
+    p->sq_bytes += it->hdr_len + data_len;
 }
 
 static void unqueue(struct peer *p, struct nm_req *r)
@@ -196,8 +199,11 @@ static void peer_send(struct peer *p)
         if (p->sq_count)
             break; /* the socket is full: EPOLLOUT tells us when to go on */
     }
-    if (p->st >= PC_HELLO)
-        loop_mod(p->fd, EPOLLIN | (p->sq_count ? EPOLLOUT : 0), &p->h);
+    uint32_t ev = EPOLLIN | (p->sq_count ? EPOLLOUT : 0);
+    if (p->st >= PC_HELLO && ev != p->events) {
+        loop_mod(p->fd, ev, &p->h);
+        p->events = ev;
+    }
 }
 
 /* ---- the stream ---- */
@@ -210,9 +216,8 @@ static bool queue_to(struct peer *p, struct nm_req *r, uint8_t type, uint16_t fl
         peer_drop(p, "too far behind (send queue full)");
         return false;
     }
-    frame(it, type, flags, r ? r->seq : 0, P.epoch, extra, extra_len, data_len);
+    frame(p, it, type, flags, r ? r->seq : 0, P.epoch, extra, extra_len, data_len);
     it->r = r;
-    p->sq_bytes += it->hdr_len + data_len;
     if (r)
         r->queued_peers |= 1u << p->idx;
     return true;
@@ -225,7 +230,7 @@ static void barrier_to(struct peer *p, struct nm_req *r)
         peer_drop(p, "too far behind (send queue full)");
         return;
     }
-    frame(it, RT_BARRIER, 0, r ? r->seq : ++P.seq, P.epoch, NULL, 0, 0);
+    frame(p, it, RT_BARRIER, 0, r ? r->seq : ++P.seq, P.epoch, NULL, 0, 0);
 }
 
 void repl_submit(struct nm_req *r)
@@ -448,7 +453,8 @@ static void peer_attach(struct peer *p, int fd, bool connecting)
         p->st = PC_IDLE;
         return;
     }
-    loop_add(fd, EPOLLIN | EPOLLOUT, &p->h);
+    p->events = EPOLLIN | EPOLLOUT;
+    loop_add(fd, p->events, &p->h);
     if (!connecting)
         send_hello(p);
 }
@@ -530,9 +536,7 @@ void primary_tick(void)
             continue;
         }
         if (p->st == PC_UP && now - p->last_tx > P.cfg.timeout_ms / 4 && !p->sq_count) {
-            struct sq_item *it = sq_push(p);
-            frame(it, RT_PING, 0, 0, 0, NULL, 0, 0);
-            p->sq_bytes += REPL_HDR;
+            frame(p, sq_push(p), RT_PING, 0, 0, 0, NULL, 0, 0);
         }
         if (p->sq_count)
             peer_send(p);

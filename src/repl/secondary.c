@@ -42,6 +42,7 @@ struct link {
     struct handler h;
     int fd;
     bool dead, established, connecting;
+    uint32_t events;          /* what epoll watches now */
     int dial;                 /* index into dial[], or -1 for accepted */
     char addr[128];
     uint8_t *in;
@@ -116,6 +117,13 @@ static void send_hello(struct link *l)
     out_frame(l, RT_HELLO, 0, 0, 0, p, sizeof p);
 }
 
+/* A whole frame waits for ordering, or the staging buffer is full: reading
+ * more would only fill memory, and TCP should push back instead. */
+static bool waiting(const struct link *l)
+{
+    return (l->have_frame && l->pay_have == l->fh.len) || l->in_end - l->in_start == IN_CAP;
+}
+
 static void link_flush(struct link *l)
 {
     while (!l->dead && l->out_off < l->out_len) {
@@ -128,8 +136,11 @@ static void link_flush(struct link *l)
         }
         l->out_off += n;
     }
-    if (!l->dead)
-        loop_mod(l->fd, EPOLLIN | (l->out_off < l->out_len ? EPOLLOUT : 0), &l->h);
+    uint32_t ev = (waiting(l) ? 0 : EPOLLIN) | (l->out_off < l->out_len ? EPOLLOUT : 0);
+    if (!l->dead && ev != l->events) {
+        loop_mod(l->fd, ev, &l->h);
+        l->events = ev;
+    }
 }
 
 static bool overlaps(const struct link *l, uint64_t off, uint32_t len)
@@ -384,7 +395,7 @@ static void on_link(struct handler *h, uint32_t ev)
         link_flush(l);
     if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         return;
-    for (int round = 0; round < 8 && !l->dead; round++) {
+    for (int round = 0; round < 8 && !l->dead && !waiting(l); round++) {
         ssize_t n;
         if (l->have_frame && l->fh.type == RT_WRITE && l->pay_have >= 8 &&
             l->in_start == l->in_end) {
@@ -414,9 +425,9 @@ static void on_link(struct handler *h, uint32_t ev)
             break;
         }
         link_parse(l);
-        if (l->have_frame && l->pay_have == l->fh.len)
-            break; /* waiting to apply: read no further */
     }
+    if (waiting(l))
+        link_flush(l); /* stop polling for input until the frame goes */
 }
 
 static struct link *link_new(int fd, const char *addr, int dial)
@@ -437,7 +448,8 @@ static struct link *link_new(int fd, const char *addr, int dial)
     l->dial = dial;
     l->h.fn = on_link;
     snprintf(l->addr, sizeof l->addr, "%s", addr);
-    if (loop_add(fd, EPOLLIN | EPOLLOUT, &l->h) < 0) {
+    l->events = EPOLLIN | EPOLLOUT;
+    if (loop_add(fd, l->events, &l->h) < 0) {
         free(l->in);
         free(l);
         close(fd);

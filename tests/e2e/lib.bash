@@ -36,10 +36,13 @@ engine_cmd() {
     esac
 }
 
-# new_disk PATH SIZE: a sparse file with fresh internal metadata
+# new_disk PATH SIZE [create-md options]: a sparse file with fresh internal
+# metadata; DATA_SIZE is then its exported size
 new_disk() {
-    truncate -s "$2" "$1"
-    "$NBDM" create-md "$1" >/dev/null
+    local path=$1 size=$2
+    shift 2
+    truncate -s "$size" "$path"
+    DATA_SIZE=$("$NBDM" create-md "$path" "$@" | sed -n 's/.*exported size \([0-9]*\) bytes/\1/p')
 }
 
 # start_server DISK [serve options]: serves on $SOCK, control on $CTL
@@ -86,3 +89,74 @@ drop_cache() {
 }
 
 export_size() { nbdinfo --size "$URI"; }
+
+# ---- several hosts: network namespaces joined by veth pairs ----
+# make_hosts N: namespace "p" (the primary) and "s1".."sN", host i joined to
+# p by its own veth pair: p is 10.77.i.1, si is 10.77.i.2. These addresses
+# exist only inside namespaces this test made.
+NSP=nbdm$$
+ns() { echo "$NSP-$1"; }
+veth() { echo "v$$$1"; } # $1 like p3 or s3: at most 15 characters
+make_hosts() {
+    ip netns add "$(ns p)"
+    on_exit "ip netns del $(ns p)"
+    ip -n "$(ns p)" link set lo up
+    for i in $(seq 1 "$1"); do
+        ip netns add "$(ns s$i)"
+        on_exit "ip netns del $(ns s$i)"
+        ip -n "$(ns s$i)" link set lo up
+        ip link add "$(veth p$i)" netns "$(ns p)" type veth peer name "$(veth s$i)" netns "$(ns s$i)"
+        ip -n "$(ns p)" addr add "10.77.$i.1/24" dev "$(veth p$i)"
+        ip -n "$(ns s$i)" addr add "10.77.$i.2/24" dev "$(veth s$i)"
+        ip -n "$(ns p)" link set "$(veth p$i)" up
+        ip -n "$(ns s$i)" link set "$(veth s$i)" up
+    done
+}
+
+# start_node NAME HOST DISK [serve options]: nbdmirror serve in namespace
+# HOST, control socket $T/NAME.ctl, log $T/NAME.log
+declare -A NODE_PID
+start_node() {
+    local name=$1 host=$2 disk=$3
+    shift 3
+    # shellcheck disable=SC2046
+    ip netns exec "$(ns "$host")" $(engine_cmd) "$disk" --control "$T/$name.ctl" "$@" \
+        2>>"$T/$name.log" &
+    NODE_PID[$name]=$!
+    on_exit "kill -9 ${NODE_PID[$name]} 2>/dev/null"
+    for _ in $(seq 100); do
+        [ -S "$T/$name.ctl" ] && return 0
+        kill -0 "${NODE_PID[$name]}" 2>/dev/null || { cat "$T/$name.log"; fail "$name exited at start"; }
+        sleep 0.05
+    done
+    fail "$name did not start"
+}
+
+# stop_node NAME: SIGTERM must end it with status 0 within 10 seconds
+stop_node() {
+    local pid=${NODE_PID[$1]} rc=0
+    kill -TERM "$pid"
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$pid" 2>/dev/null && { tail "$T/$1.log"; fail "$1 still running 10 s after SIGTERM"; }
+    wait "$pid" || rc=$?
+    [ $rc -eq 0 ] || { tail -20 "$T/$1.log"; fail "$1 exited with status $rc"; }
+}
+
+# status_json NAME [python expression over s]: prints it
+status_json() {
+    "$NBDM" status --control "$T/$1.ctl" --json
+}
+
+# wait_peers NAME N: until N peers of NAME are Established (20 s at most)
+wait_peers() {
+    for _ in $(seq 200); do
+        n=$(status_json "$1" | "$PY" -c 'import json,sys; print(sum(p["replication"] == "Established" for p in json.load(sys.stdin)["peers"]))')
+        [ "$n" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    status_json "$1"
+    fail "$1: fewer than $2 peers established"
+}
+
+# data_equal A B: the data areas (DATA_SIZE bytes) of two disk images are identical
+data_equal() { cmp -n "$DATA_SIZE" "$1" "$2"; }
