@@ -1,0 +1,56 @@
+# One primary, three secondaries, each on its own link. Protocol A, then C:
+# all four data areas end identical. Then one link is throttled to 16 Mbit/s
+# with tc tbf: under protocol A the client and the two other secondaries go
+# on at full speed, and the slow one is dropped and shown Outdated rather
+# than holding anyone back.
+# engine-independent
+. "$(dirname "$0")/lib.bash"
+
+make_hosts 3
+for n in s1 s2 s3 p; do new_disk "$T/$n.img" 256M --skip-initial-sync; done
+for i in 1 2 3; do
+    start_node "s$i" "s$i" "$T/s$i.img" --role secondary --listen "10.77.$i.2:7789"
+done
+peers=(--peer 10.77.1.2:7789 --peer 10.77.2.2:7789 --peer 10.77.3.2:7789)
+
+for proto in A C; do
+    log "protocol $proto"
+    start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" "${peers[@]}" --protocol $proto
+    wait_peers p 3
+    fio --name=m --ioengine=nbd --uri="$URI" --rw=randwrite --bs=16k --iodepth=16 --numjobs=2 \
+        --size=32M --offset_increment=32M --offset=$([ $proto = A ] && echo 0 || echo 128)M \
+        --verify=crc32c --group_reporting --output-format=terse --terse-version=3 >"$T/fio" ||
+        { cat "$T/fio"; fail "fio"; }
+    "$NBDM" status --control "$T/p.ctl"
+    stop_node p # a clean stop hands every queued write to the peers first
+    sleep 0.5   # let the secondaries apply the last frames
+    for i in 1 2 3; do
+        data_equal "$T/p.img" "$T/s$i.img" || fail "protocol $proto: s$i differs"
+    done
+    echo "protocol $proto: all four equal"
+done
+
+log "protocol A with a slow link to s3"
+tc -n "$(ns p)" qdisc add dev "$(veth p3)" root tbf rate 16mbit burst 64kb latency 200ms
+start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" "${peers[@]}" --protocol A
+wait_peers p 3
+start=$(date +%s%N)
+# 160 MiB: at 2 MB/s the slow link alone would need 80 s
+fio --name=slow --ioengine=nbd --uri="$URI" --rw=write --bs=1M --iodepth=8 --size=160M \
+    --output-format=terse --terse-version=3 >"$T/fio" || { cat "$T/fio"; fail "fio"; }
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "160 MiB written in $ms ms"
+[ $ms -lt 30000 ] || fail "the client was held back by the slow peer ($ms ms)"
+"$NBDM" status --control "$T/p.ctl"
+status_json p | "$PY" -c '
+import json, sys; s = json.load(sys.stdin)
+by = {p["address"]: p for p in s["peers"]}
+slow = by["10.77.3.2:7789"]
+assert slow["peer_disk"] == "Outdated" and slow["out_of_sync_bytes"] > 0, slow
+for a in ("10.77.1.2:7789", "10.77.2.2:7789"):
+    assert by[a]["replication"] == "Established" and by[a]["peer_disk"] == "UpToDate", by[a]'
+grep -q "10.77.3.2:7789: too far behind" "$T/p.log" || fail "the drop must be logged"
+stop_node p
+sleep 0.5
+for i in 1 2; do data_equal "$T/p.img" "$T/s$i.img" || fail "s$i differs"; done
+for i in 1 2 3; do stop_node "s$i"; done
