@@ -1,0 +1,82 @@
+"""Garbage on a secondary's replication port: each case is refused (the
+connection closes) and the daemon stays up with bounded memory.
+Usage: repl_abuse.py HOST PORT PID DATA_SIZE"""
+import os, socket, struct, sys, time
+
+HOST, PORT, PID, SIZE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+failures = []
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+def hdr(typ, length=0, seq=0, epoch=0, aux=0, flags=0, version=1, magic=0x4E4D5250):
+    h = struct.pack(">IBBHIIQI", magic, version, typ, flags, length, epoch, seq, aux)
+    return h + struct.pack(">I", crc32c(h))
+
+def hello(size, role=1, proto=ord("C"), node=1234):
+    p = struct.pack(">QQQIBBB", size, node, 1, 4096, role, proto, 3)
+    return hdr(1, 48) + p + bytes(48 - len(p))
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+def closed(s, timeout=5):
+    s.settimeout(timeout)
+    try:
+        while True:
+            if not s.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+def conn():
+    s = socket.create_connection((HOST, PORT), timeout=5)
+    return s
+
+def rss():
+    for line in open(f"/proc/{PID}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+rss0 = rss()
+s = conn(); s.sendall(os.urandom(4096))
+check(closed(s), "random bytes -> closed")
+s = conn(); s.sendall(hdr(1, 48, magic=0xDEADBEEF) + bytes(48))
+check(closed(s), "wrong magic -> closed")
+s = conn(); h = bytearray(hello(SIZE)); h[20] ^= 1; s.sendall(bytes(h))
+check(closed(s), "header checksum mismatch -> closed")
+s = conn(); s.sendall(hdr(1, 48, version=2) + bytes(48))
+check(closed(s), "protocol version 2 -> closed")
+s = conn(); s.sendall(hdr(2, 0xFFFFFFF0))
+check(closed(s), "4 GiB frame length -> closed")
+s = conn(); s.sendall(hdr(2, 8 + 4096, seq=1) + struct.pack(">Q", 0) + b"x" * 100); s.close()
+print("ok   truncated frame, then gone")
+s = conn(); s.sendall(hello(SIZE + (1 << 30)))
+check(closed(s), "primary claiming a larger disk -> closed")
+s = conn(); s.sendall(hello(SIZE, role=0))
+check(closed(s), "a second secondary -> closed")
+s = conn(); s.sendall(hdr(2, 8 + 512, seq=1) + struct.pack(">Q", 0) + bytes(512))
+check(closed(s), "WRITE before HELLO -> closed")
+s = conn(); s.sendall(hello(SIZE) + hdr(2, 8 + 512, seq=1) + struct.pack(">Q", SIZE) + bytes(512))
+check(closed(s), "WRITE past the end of the disk -> closed")
+s = conn(); s.sendall(hello(SIZE) + hdr(6, 0, seq=1))
+check(closed(s), "an ACK sent to a secondary -> closed")
+for i in range(200):  # many connections opened and dropped
+    c = conn()
+    if i % 2:
+        c.sendall(hdr(1, 48)[:10])
+    c.close()
+time.sleep(0.5)
+os.kill(PID, 0)
+check(rss() - rss0 < 100 * 1024, f"RSS bounded ({rss()} KiB, started at {rss0})")
+print(f"{len(failures)} failures")
+sys.exit(1 if failures else 0)
