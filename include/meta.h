@@ -11,6 +11,7 @@
 #define NM_META_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define META_MAGIC       0x444d52494d44424eULL /* "NBDMIRMD" read as LE */
@@ -22,6 +23,9 @@
 #define META_HISTORY     4u
 #define META_F_INTERNAL  (1u << 0)
 #define META_F_SKIP_SYNC (1u << 1) /* created with --skip-initial-sync */
+
+/* A disk's state, as DRBD names them; persisted so a restart knows it. */
+enum disk_state { DS_UNKNOWN = 0, DS_INCONSISTENT, DS_OUTDATED, DS_UPTODATE };
 
 struct meta {
     uint32_t version;
@@ -41,6 +45,7 @@ struct meta {
     uint64_t peer_bitmap_gen[META_MAX_PEERS];
     uint64_t peer_node_id[META_MAX_PEERS];
     uint64_t created;        /* unix seconds */
+    uint32_t disk_state;     /* enum disk_state (repl.h), as of the last change */
 };
 
 /* Bytes of bitmap per peer slot for a data area of data_size bytes. */
@@ -60,5 +65,7 @@ int meta_create(int fd, const struct meta *m);
  * fd is DISK (internal) or FILE (external). why is set on error. */
 int meta_load(int fd, uint64_t disk_size, bool internal, struct meta *m,
               char *why, size_t why_len);
+/* Rewrites the superblock (state changes) and makes it durable. */
+int meta_save(int fd, const struct meta *m);
 
 #endif

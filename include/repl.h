@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "meta.h"
 #include "request.h"
 
 #define REPL_MAGIC   0x4E4D5250u /* "NMRP" */
@@ -34,8 +35,12 @@ enum repl_type {
     RT_PONG,
     RT_TYPE_MAX = RT_PONG,
 };
-#define RF_FUA     (1u << 0)
-#define RF_NO_HOLE (1u << 1)
+#define RF_FUA       (1u << 0)
+#define RF_NO_HOLE   (1u << 1)
+#define RF_RESYNC    (1u << 2) /* WRITE: full-sync data, not a client write */
+#define RF_SYNC_START (1u << 3) /* BARRIER: a full sync begins: mark Inconsistent */
+#define RF_SYNC_DONE (1u << 4) /* BARRIER: the full sync is complete */
+#define RF_CLEAN     (1u << 5) /* BARRIER: the primary stops cleanly, all is sent */
 
 struct repl_hdr {
     uint8_t type;
@@ -47,7 +52,6 @@ struct repl_hdr {
 /* HELLO payload: what each side tells the other before anything else. */
 #define REPL_HELLO_SIZE 48
 enum repl_role { ROLE_SECONDARY = 0, ROLE_PRIMARY = 1 };
-enum disk_state { DS_UNKNOWN = 0, DS_INCONSISTENT, DS_OUTDATED, DS_UPTODATE };
 struct repl_hello {
     uint64_t data_size;
     uint64_t node_id;
@@ -64,6 +68,8 @@ struct repl_node {
     enum disk_state disk;
     struct disk *dev;
     struct io_engine *io;
+    struct meta *meta;  /* the secondary persists state changes here */
+    int meta_fd;
 };
 
 /* What `status` shows of one peer (the primary, seen from a secondary). */
@@ -75,6 +81,8 @@ struct peer_status {
     char protocol;
     uint64_t sent_bytes, acked_bytes, received_bytes, sent_requests, acked_requests;
     uint64_t inflight, out_of_sync_bytes;
+    uint64_t resync_sent_bytes, resync_eta_s;
+    int resync_percent;      /* -1: no sync running */
 };
 
 /* secondary.c: apply a primary's stream to the local disk. listen may be
@@ -87,19 +95,29 @@ struct repl_primary_config {
     const char *listen; /* secondaries may also connect to us (or NULL) */
     char protocol;      /* 'A', 'B' or 'C' */
     unsigned timeout_ms;
+    uint64_t resync_rate; /* bytes/s for full sync; 0 = no cap */
 };
 int repl_primary_start(const struct repl_node *self, const struct repl_primary_config *cfg);
 /* Front end -> replication, after the local I/O is queued: WRITE, TRIM,
  * WRITE_ZEROES are streamed; FLUSH closes the epoch (a barrier). Sets
  * r->wait_peers for what the reply must wait for. */
 void repl_submit(struct nm_req *r);
+/* False while a full sync copies the range of this write: the request is
+ * parked and comes back through nbd_req_resume(). */
+bool repl_may_start(struct nm_req *r);
+void repl_local_done(struct nm_req *r); /* its local I/O finished */
 /* Replication -> front end. */
 void nbd_req_peers_done(struct nm_req *r);  /* wait_peers became 0 */
 void nbd_req_unqueued(struct nm_req *r);    /* queued_peers became 0 */
+void nbd_req_resume(struct nm_req *r);      /* a parked request may start */
+enum disk_state repl_local_disk(void);      /* this node's disk, as status shows it */
 
 int repl_peers_status(struct peer_status *out, int max);
 void repl_tick(void);   /* once per loop turn: sends, reconnects, timeouts */
 bool repl_busy(void);   /* output waits to be sent */
+/* Stopping: a primary first tells in-sync peers that it stops cleanly. */
+void repl_stop_begin(void);
+bool repl_stop_done(void);
 void repl_stop(void);
 
 void repl_encode_hdr(uint8_t *p, const struct repl_hdr *h);

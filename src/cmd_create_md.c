@@ -92,8 +92,11 @@ int cmd_create_md(int argc, char **argv)
                 internal ? disk : meta_path, why ? " (damaged)" : "");
         return 1;
     }
-    if (skip_sync)
+    m.disk_state = DS_INCONSISTENT; /* a first full sync decides its content */
+    if (skip_sync) {
         m.flags |= META_F_SKIP_SYNC;
+        m.disk_state = DS_UPTODATE;
+    }
     r = meta_create(mfd, &m);
     if (r < 0) {
         fprintf(stderr, "nbdmirror create-md: writing metadata: %s\n", strerror(-r));

@@ -36,6 +36,7 @@ static const char usage[] =
     "                         A local disk + queued, B + peers received it,\n"
     "                         C + peers' disks have it\n"
     "  --timeout SECONDS      a peer silent this long is dropped (default 5)\n"
+    "  --resync-rate BYTES/s  cap on full-sync traffic, e.g. 50M (default: none)\n"
     "  --nbd unix:PATH|HOST:PORT  where clients connect (e.g. unix:/run/nbd.sock,\n"
     "                         0.0.0.0:10809, [::1]:10809)\n"
     "  --meta FILE            external metadata (as given to create-md)\n"
@@ -53,6 +54,8 @@ static struct {
     int npeers;
     char protocol;
     unsigned timeout_ms;
+    uint64_t resync_rate;
+    int meta_fd;
     bool read_only, export_ro, direct, stopping;
     struct disk disk;
     struct meta meta;
@@ -64,12 +67,7 @@ static struct {
 
 static const char *role_name(void) { return S.role ? S.role : "standalone"; }
 
-static const char *disk_name(void)
-{
-    if (S.role && !strcmp(S.role, "secondary") && !(S.meta.flags & META_F_SKIP_SYNC))
-        return "Inconsistent"; /* until a full sync (next step) makes it whole */
-    return "UpToDate";
-}
+static const char *disk_name(void) { return disk_state_name(repl_local_disk()); }
 
 static size_t report(const char *cmd, char *b, size_t cap)
 {
@@ -96,19 +94,27 @@ static size_t report(const char *cmd, char *b, size_t cap)
             (unsigned long long)st->zeroes, (unsigned long long)st->block_status,
             (unsigned long long)st->errors, (unsigned long long)st->read_bytes,
             (unsigned long long)st->write_bytes);
+        char pct[REPL_MAX_PEERS][16], eta[REPL_MAX_PEERS][24];
+        for (int i = 0; i < np; i++) {
+            snprintf(pct[i], sizeof pct[i], ps[i].resync_percent < 0 ? "null" : "%d",
+                     ps[i].resync_percent);
+            snprintf(eta[i], sizeof eta[i], ps[i].resync_percent < 0 ? "null" : "%llu",
+                     (unsigned long long)ps[i].resync_eta_s);
+        }
         for (int i = 0; i < np && n < cap; i++)
             n += snprintf(b + n, cap - n,
                 "%s{\"address\":\"%s\",\"connection\":\"%s\",\"replication\":\"%s\","
                 "\"peer_disk\":\"%s\",\"protocol\":\"%c\",\"sent_bytes\":%llu,"
                 "\"acked_bytes\":%llu,\"received_bytes\":%llu,\"sent_requests\":%llu,"
                 "\"acked_requests\":%llu,\"inflight\":%llu,\"out_of_sync_bytes\":%llu,"
-                "\"resync_sent_bytes\":0,\"resync_percent\":null,\"resync_eta_s\":null}",
+                "\"resync_sent_bytes\":%llu,\"resync_percent\":%s,\"resync_eta_s\":%s}",
                 i ? "," : "", ps[i].address, ps[i].connection, ps[i].replication,
                 ps[i].peer_disk, ps[i].protocol ? ps[i].protocol : '-',
                 (unsigned long long)ps[i].sent_bytes, (unsigned long long)ps[i].acked_bytes,
                 (unsigned long long)ps[i].received_bytes, (unsigned long long)ps[i].sent_requests,
                 (unsigned long long)ps[i].acked_requests, (unsigned long long)ps[i].inflight,
-                (unsigned long long)ps[i].out_of_sync_bytes);
+                (unsigned long long)ps[i].out_of_sync_bytes,
+                (unsigned long long)ps[i].resync_sent_bytes, pct[i], eta[i]);
         if (n < cap)
             n += snprintf(b + n, cap - n, "]}\n");
         return n < cap ? n : cap - 1;
@@ -136,12 +142,17 @@ static size_t report(const char *cmd, char *b, size_t cap)
             n += snprintf(b + n, cap - n, "%-22s %-10s %-11s %-12s %s %10s %10s %8s\n", "peer",
                           "connection", "replication", "peer disk", "p", "sent MiB", "acked MiB",
                           "in flight");
-        for (int i = 0; i < np && n < cap; i++)
+        for (int i = 0; i < np && n < cap; i++) {
             n += snprintf(b + n, cap - n, "%-22s %-10s %-11s %-12s %c %10.1f %10.1f %8llu\n",
                           ps[i].address, ps[i].connection, ps[i].replication, ps[i].peer_disk,
                           ps[i].protocol ? ps[i].protocol : '-',
                           (ps[i].sent_bytes ? ps[i].sent_bytes : ps[i].received_bytes) / 1048576.0,
                           ps[i].acked_bytes / 1048576.0, (unsigned long long)ps[i].inflight);
+            if (ps[i].resync_percent >= 0 && n < cap)
+                n += snprintf(b + n, cap - n, "    sync: %d%%, %.1f MiB done, eta %llus\n",
+                              ps[i].resync_percent, ps[i].resync_sent_bytes / 1048576.0,
+                              (unsigned long long)ps[i].resync_eta_s);
+        }
         return n < cap ? n : cap - 1;
     }
     return snprintf(b, cap, "error: unknown command '%s' (try: status, status json)\n", cmd);
@@ -179,6 +190,7 @@ static int parse_args(int argc, char **argv)
         { "listen", required_argument, 0, 'L' },
         { "protocol", required_argument, 0, 'p' },
         { "timeout", required_argument, 0, 't' },
+        { "resync-rate", required_argument, 0, 'Y' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -220,6 +232,12 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
             S.timeout_ms = v * 1000;
+            break;
+        case 'Y':
+            if (parse_size(optarg, &S.resync_rate) < 0) {
+                fprintf(stderr, "nbdmirror serve: --resync-rate takes bytes per second (e.g. 50M)\n");
+                return -1;
+            }
             break;
         case 'h': fputs(usage, stdout); exit(0);
         default: fputs(usage, stderr); return -1;
@@ -269,8 +287,7 @@ static int open_meta(void)
         }
     }
     r = meta_load(fd, S.disk.size, !S.meta_path, &S.meta, why, sizeof why);
-    if (fd != S.disk.fd_buffered)
-        close(fd); /* nothing writes metadata while serving yet */
+    S.meta_fd = fd; /* replication records disk state changes there */
     if (r == -ENOENT && S.meta_path) {
         log_err("%s: %s; run 'nbdmirror create-md %s --meta %s' first", S.meta_path, why,
                 S.disk_path, S.meta_path);
@@ -349,11 +366,13 @@ int cmd_serve(int argc, char **argv)
         struct repl_node self = {
             .data_size = S.meta.data_size, .node_id = S.meta.node_id,
             .current_gen = S.meta.current_gen, .dev = &S.disk, .io = S.io,
-            .disk = !strcmp(disk_name(), "UpToDate") ? DS_UPTODATE : DS_INCONSISTENT,
+            .disk = primary ? DS_UPTODATE : (enum disk_state)S.meta.disk_state,
+            .meta = &S.meta, .meta_fd = S.meta_fd,
         };
         struct repl_primary_config pc = { .peers = S.peers, .npeers = S.npeers,
                                           .listen = S.listen, .protocol = S.protocol,
-                                          .timeout_ms = S.timeout_ms };
+                                          .timeout_ms = S.timeout_ms,
+                                          .resync_rate = S.resync_rate };
         r = primary ? repl_primary_start(&self, &pc)
                     : repl_secondary_start(&self, S.listen, S.peers, S.npeers);
         if (r < 0) {
@@ -390,6 +409,13 @@ int cmd_serve(int argc, char **argv)
         io_run(S.io);
         if (S.nbd)
             nbd_server_tick();
+        repl_tick();
+    }
+    /* a primary tells in-sync peers it stops cleanly, and waits a little */
+    repl_stop_begin();
+    for (uint64_t end = now_ms() + 3000; !repl_stop_done() && now_ms() < end;) {
+        loop_wait(50);
+        io_run(S.io);
         repl_tick();
     }
     repl_stop();

@@ -81,6 +81,7 @@ enum {
     O_CURGEN = 96, O_HIST = 104, O_PEERGEN = O_HIST + 8 * META_HISTORY,
     O_PEERNODE = O_PEERGEN + 8 * META_MAX_PEERS,
     O_CREATED = O_PEERNODE + 8 * META_MAX_PEERS,
+    O_DSTATE = O_CREATED + 8,
     O_CRC = META_SB_SIZE - 4,
 };
 
@@ -110,6 +111,7 @@ void meta_encode(const struct meta *m, uint8_t *sb)
         put_le64(sb + O_PEERNODE + 8 * i, m->peer_node_id[i]);
     }
     put_le64(sb + O_CREATED, m->created);
+    put_le32(sb + O_DSTATE, m->disk_state);
     put_le32(sb + O_CRC, crc32c(0, sb, O_CRC));
 }
 
@@ -152,6 +154,7 @@ int meta_decode(struct meta *m, const uint8_t *sb, const char **why)
         m->peer_node_id[i] = get_le64(sb + O_PEERNODE + 8 * i);
     }
     m->created = get_le64(sb + O_CREATED);
+    m->disk_state = get_le32(sb + O_DSTATE);
 
     /* A valid CRC with impossible geometry means a bug or a forgery: refuse. */
     if (m->max_peers != META_MAX_PEERS || m->al_size != META_AL_SIZE ||
@@ -235,4 +238,17 @@ int meta_load(int fd, uint64_t disk_size, bool internal, struct meta *m,
         return -EINVAL;
     }
     return 0;
+}
+
+int meta_save(int fd, const struct meta *m)
+{
+    uint8_t sb[META_SB_SIZE];
+    bool internal = m->flags & META_F_INTERNAL;
+    int r;
+
+    meta_encode(m, sb);
+    r = full_pwrite(fd, sb, sizeof sb, meta_sb_offset(m->disk_size, internal));
+    if (r == 0 && fdatasync(fd) < 0)
+        r = -errno;
+    return r;
 }

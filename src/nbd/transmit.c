@@ -20,6 +20,7 @@ enum { STEP_MAIN, STEP_ZERO_FILL, STEP_FUA };
 static _Alignas(4096) const uint8_t zeroes[ZERO_CHUNK];
 
 static void req_done(struct io_cmd *cmd, int res);
+static void start(struct conn *c, struct nm_req *r);
 
 void req_release(struct conn *c, struct nm_req *r)
 {
@@ -73,6 +74,8 @@ static void fail(struct conn *c, struct nm_req *r, int err)
 /* The local disk is done; the reply may still wait for peers. */
 static void local_done(struct conn *c, struct nm_req *r, int err)
 {
+    if (r->seq)
+        repl_local_done(r);
     r->err = err;
     r->local_done = true;
     if (!r->wait_peers)
@@ -83,6 +86,14 @@ void nbd_req_peers_done(struct nm_req *r)
 {
     if (r->local_done)
         reply(r->conn, r);
+}
+
+void nbd_req_resume(struct nm_req *r)
+{
+    if (r->conn->dead)
+        req_release(r->conn, r);
+    else
+        start(r->conn, r);
 }
 
 void nbd_req_unqueued(struct nm_req *r)
@@ -148,6 +159,9 @@ static void start(struct conn *c, struct nm_req *r)
 {
     const struct disk *d = srv.exp->disk;
     int rwf = 0;
+
+    if (srv.exp->replicate && !repl_may_start(r))
+        return; /* a full sync is copying this range; nbd_req_resume() brings it back */
 
     r->step = STEP_MAIN;
     r->done = 0;

@@ -25,14 +25,32 @@
 #define RETRY_MAX_MS 5000
 #define MAX_IOV     256
 
+struct sync_chunk;
 struct sq_item {
-    struct nm_req *r;   /* NULL for frames without payload (BARRIER, PING) */
+    struct nm_req *r;   /* a client request, whose buf is the payload */
+    struct sync_chunk *chunk; /* or a full-sync chunk; neither: no payload */
     uint8_t hdr[REPL_HDR + 12];
     uint8_t hdr_len;
     uint32_t data_len;  /* bytes of r->buf that follow the header */
 };
 
 enum pconn { PC_IDLE, PC_CONNECTING, PC_HELLO, PC_UP };
+
+/* Full sync: a cursor walks the data area in chunks. A chunk is locked
+ * (client writes to it wait), read once earlier writes to it are done, and
+ * queued in the same ordered stream as client writes; then unlocked. So a
+ * range is never overwritten on the peer by older sync data. */
+#define CHUNK (1u << 20)
+#define CHUNKS_PER_PEER 2  /* in flight: sync yields to client I/O */
+struct peer;
+struct sync_chunk {
+    struct io_cmd io;
+    struct peer *p;
+    uint64_t off;
+    uint32_t len, gen;
+    uint8_t *buf;
+    enum { CK_FREE, CK_LOCKED, CK_READING, CK_QUEUED } st;
+};
 
 struct peer {
     struct handler h;
@@ -53,6 +71,12 @@ struct peer {
     uint8_t in[4096];
     uint32_t in_len;
     unsigned waiting;            /* requests whose reply waits for this peer */
+    bool syncing;                /* SyncSource: a full sync is running */
+    uint64_t cursor, sync_sent, sync_start_ms, sync_done_seq;
+    uint32_t sync_gen;
+    struct sync_chunk chunks[CHUNKS_PER_PEER];
+    uint64_t clean_seq;          /* the RF_CLEAN barrier of a clean stop */
+    bool clean_acked;
     uint64_t sent_bytes, acked_bytes, sent_reqs, acked_reqs;
 };
 
@@ -65,6 +89,9 @@ static struct {
     uint64_t seq;
     uint32_t epoch;
     struct nm_req *table[TABLE];
+    uint16_t *stripe_writes;     /* local writes in flight per CHUNK-sized stripe */
+    struct nm_req *held, *held_tail; /* writes waiting for a sync chunk to pass */
+    bool resume_held, stopping;
 } P = { .lfd = -1 };
 
 static const char *conn_name(const struct peer *p)
@@ -73,6 +100,10 @@ static const char *conn_name(const struct peer *p)
 }
 
 static void send_hello(struct peer *p);
+static void chunk_release(struct sync_chunk *c, bool sent);
+static void sync_abort(struct peer *p);
+static void sync_start(struct peer *p);
+static void sync_step(struct peer *p, uint64_t now);
 
 /* ---- send queue ---- */
 
@@ -126,7 +157,7 @@ static void peer_drop(struct peer *p, const char *why)
     if (p->st == PC_IDLE)
         return;
     if (p->st == PC_UP)
-        log_warn("peer %s: %s; it is Outdated until a full sync", p->addr, why);
+        log_warn("peer %s: %s; it is Outdated until a full sync", p->addr, why ? why : "gone");
     else if (why)
         log_info("peer %s: %s", p->addr, why);
     loop_del(p->fd);
@@ -138,6 +169,8 @@ static void peer_drop(struct peer *p, const char *why)
     p->st = PC_IDLE;
     /* nothing queued for it will be sent; nobody waits for it any more */
     while (p->sq_count) {
+        if (p->sq[p->sq_head].chunk)
+            chunk_release(p->sq[p->sq_head].chunk, false);
         unqueue(p, p->sq[p->sq_head].r);
         p->sq_head = (p->sq_head + 1) % SQ_MAX;
         p->sq_count--;
@@ -147,6 +180,7 @@ static void peer_drop(struct peer *p, const char *why)
         if (P.table[i])
             stop_waiting(p, P.table[i]);
     p->waiting = 0;
+    sync_abort(p);
     p->in_len = 0;
     p->next_try = now_ms() + p->backoff;
     p->backoff = p->backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff * 2;
@@ -169,7 +203,8 @@ static void peer_send(struct peer *p)
                 skip -= it->hdr_len;
             }
             if (it->data_len)
-                iov[k++] = (struct iovec){ it->r->buf + skip, it->data_len - skip };
+                iov[k++] = (struct iovec){ (it->r ? it->r->buf : it->chunk->buf) + skip,
+                                           it->data_len - skip };
             skip = 0;
         }
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = k };
@@ -189,8 +224,10 @@ static void peer_send(struct peer *p)
             left -= sz;
             p->sent_bytes += sz;
             p->sq_bytes -= sz;
-            if (it->r)
-                p->sent_reqs++;
+            if (it->r || it->chunk)
+                p->sent_reqs++; /* each is answered by one ACK_WRITE */
+            if (it->chunk)
+                chunk_release(it->chunk, true);
             unqueue(p, it->r);
             p->sq_head = (p->sq_head + 1) % SQ_MAX;
             p->sq_count--;
@@ -293,6 +330,47 @@ void repl_submit(struct nm_req *r)
         P.epoch++;
     if (r->wait_peers)
         P.table[r->seq % TABLE] = r;
+    if (type != RT_BARRIER && P.stripe_writes)
+        for (uint64_t i = r->offset / CHUNK; i <= (r->offset + r->len - 1) / CHUNK; i++)
+            P.stripe_writes[i]++; /* a sync chunk here waits until it is done */
+}
+
+void repl_local_done(struct nm_req *r)
+{
+    if (!r->seq || r->type == NBD_CMD_FLUSH || !P.stripe_writes)
+        return;
+    for (uint64_t i = r->offset / CHUNK; i <= (r->offset + r->len - 1) / CHUNK; i++)
+        P.stripe_writes[i]--;
+}
+
+static bool locked(uint64_t off, uint32_t len)
+{
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        const struct peer *p = &P.peers[i];
+        if (!p->syncing)
+            continue;
+        for (int k = 0; k < CHUNKS_PER_PEER; k++) {
+            const struct sync_chunk *c = &p->chunks[k];
+            if ((c->st == CK_LOCKED || c->st == CK_READING) && off < c->off + c->len &&
+                c->off < off + len)
+                return true;
+        }
+    }
+    return false;
+}
+
+bool repl_may_start(struct nm_req *r)
+{
+    if ((r->type != NBD_CMD_WRITE && r->type != NBD_CMD_TRIM && r->type != NBD_CMD_WRITE_ZEROES) ||
+        !locked(r->offset, r->len))
+        return true;
+    r->next = NULL; /* parked until the chunk is queued */
+    if (P.held)
+        P.held_tail->next = r;
+    else
+        P.held = r;
+    P.held_tail = r;
+    return false;
 }
 
 /* ---- acknowledgements ---- */
@@ -314,6 +392,17 @@ static void on_ack(struct peer *p, const struct repl_hdr *h)
             p->missed = true;
         }
     }
+    if (h->type == RT_BARRIER_ACK && p->syncing && h->seq == p->sync_done_seq) {
+        uint64_t ms = now_ms() - p->sync_start_ms + 1;
+        p->syncing = false;
+        p->missed = false;
+        p->peer_disk = DS_UPTODATE;
+        log_info("peer %s: full sync done, %llu MiB in %.1f s (%.0f MiB/s); UpToDate", p->addr,
+                 (unsigned long long)(p->sync_sent >> 20), ms / 1000.0,
+                 (p->sync_sent >> 20) * 1000.0 / ms);
+    }
+    if (h->type == RT_BARRIER_ACK && p->clean_seq && h->seq == p->clean_seq)
+        p->clean_acked = true;
     if (!r || r->seq != h->seq)
         return; /* protocol A, or an ack nobody waits for */
     bool counts = P.cfg.protocol == 'B' ? h->type == RT_ACK_RECV
@@ -353,7 +442,9 @@ static void peer_hello(struct peer *p, const struct repl_hdr *h, const uint8_t *
     p->backoff = 100;
     p->peer_disk = p->missed ? DS_OUTDATED : (enum disk_state)p->remote.disk_state;
     log_info("peer %s: connected (protocol %c, its disk %s%s)", p->addr, P.cfg.protocol,
-             disk_state_name(p->peer_disk), p->missed ? ": it missed writes, full sync needed" : "");
+             disk_state_name(p->peer_disk), p->missed ? ": it missed writes" : "");
+    if (p->peer_disk != DS_UPTODATE)
+        sync_start(p);
 }
 
 static void peer_read(struct peer *p)
@@ -492,6 +583,9 @@ int repl_primary_start(const struct repl_node *self, const struct repl_primary_c
     P.self = *self;
     P.cfg = *cfg;
     P.epoch = 1;
+    P.stripe_writes = calloc(self->data_size / CHUNK + 1, sizeof *P.stripe_writes);
+    if (!P.stripe_writes)
+        return -ENOMEM;
     for (int i = 0; i < REPL_MAX_PEERS; i++)
         P.peers[i].idx = i;
     for (int i = 0; i < cfg->npeers && i < REPL_MAX_PEERS; i++) {
@@ -538,8 +632,20 @@ void primary_tick(void)
         if (p->st == PC_UP && now - p->last_tx > P.cfg.timeout_ms / 4 && !p->sq_count) {
             frame(p, sq_push(p), RT_PING, 0, 0, 0, NULL, 0, 0);
         }
+        if (p->syncing)
+            sync_step(p, now);
         if (p->sq_count)
             peer_send(p);
+    }
+    if (P.resume_held) {
+        struct nm_req *list = P.held;
+        P.held = P.held_tail = NULL;
+        P.resume_held = false;
+        while (list) {
+            struct nm_req *r = list;
+            list = r->next;
+            nbd_req_resume(r); /* parks itself again if still locked */
+        }
     }
 }
 
@@ -564,9 +670,46 @@ int primary_status(struct peer_status *out, int max)
         s->sent_requests = p->sent_reqs;
         s->acked_requests = p->acked_reqs;
         s->inflight = p->sent_reqs - p->acked_reqs;
-        s->out_of_sync_bytes = p->missed || p->peer_disk == DS_INCONSISTENT ? P.self.data_size : 0;
+        s->out_of_sync_bytes = p->missed || p->peer_disk != DS_UPTODATE ? P.self.data_size : 0;
+        s->resync_percent = -1;
+        if (p->syncing) {
+            uint64_t ms = now_ms() - p->sync_start_ms + 1;
+            s->replication = "SyncSource";
+            s->out_of_sync_bytes = P.self.data_size - p->sync_sent;
+            s->resync_sent_bytes = p->sync_sent;
+            s->resync_percent = (int)(p->sync_sent * 100 / P.self.data_size);
+            s->resync_eta_s = p->sync_sent ? s->out_of_sync_bytes * ms / p->sync_sent / 1000 : 0;
+        }
     }
     return n;
+}
+
+/* A clean stop tells each in-sync peer so, after everything else: it then
+ * records UpToDate and needs no sync at the next start. */
+void primary_stop_begin(void)
+{
+    P.stopping = true;
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        struct peer *p = &P.peers[i];
+        if (!p->used || p->st != PC_UP || p->syncing || p->missed)
+            continue;
+        struct sq_item *it = sq_push(p);
+        if (!it)
+            continue;
+        p->clean_seq = ++P.seq;
+        frame(p, it, RT_BARRIER, RF_CLEAN, p->clean_seq, P.epoch, NULL, 0, 0);
+        peer_send(p);
+    }
+}
+
+bool primary_stop_done(void)
+{
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        const struct peer *p = &P.peers[i];
+        if (p->used && p->st == PC_UP && p->clean_seq && !p->clean_acked)
+            return false;
+    }
+    return true;
 }
 
 void primary_stop(void)
@@ -584,5 +727,126 @@ void primary_stop(void)
         loop_del(P.lfd);
         close(P.lfd);
         P.lfd = -1;
+    }
+}
+
+/* ---- full sync ---- */
+
+static void sync_start(struct peer *p)
+{
+    struct sq_item *it = sq_push(p);
+    if (!it) {
+        peer_drop(p, "too far behind (send queue full)");
+        return;
+    }
+    p->syncing = true;
+    p->cursor = p->sync_sent = 0;
+    p->sync_done_seq = 0;
+    p->sync_gen++;
+    p->sync_start_ms = now_ms();
+    p->peer_disk = DS_INCONSISTENT;
+    /* the peer records Inconsistent before the first chunk lands */
+    frame(p, it, RT_BARRIER, RF_SYNC_START, ++P.seq, P.epoch, NULL, 0, 0);
+    log_info("peer %s: full sync of %llu MiB starts (SyncSource)", p->addr,
+             (unsigned long long)(P.self.data_size >> 20));
+}
+
+static void chunk_read_done(struct io_cmd *cmd, int res)
+{
+    struct sync_chunk *c = (struct sync_chunk *)((char *)cmd - offsetof(struct sync_chunk, io));
+    struct peer *p = c->p;
+    uint8_t extra[8];
+
+    if (c->gen != p->sync_gen || !p->syncing || p->st != PC_UP) {
+        chunk_release(c, false); /* the sync was abandoned meanwhile */
+        return;
+    }
+    if (res < 0) {
+        log_err("full sync: reading %u bytes at %llu failed: %s", c->len,
+                (unsigned long long)c->off, strerror(-res));
+        chunk_release(c, false);
+        peer_drop(p, "full sync stopped by a local read error");
+        return;
+    }
+    put_be64(extra, c->off);
+    struct sq_item *it = sq_push(p);
+    if (!it) {
+        chunk_release(c, false);
+        peer_drop(p, "too far behind (send queue full)");
+        return;
+    }
+    frame(p, it, RT_WRITE, RF_RESYNC, ++P.seq, P.epoch, extra, 8, c->len);
+    it->chunk = c;
+    c->st = CK_QUEUED; /* unlocked: writes parked on it follow it in the stream */
+    P.resume_held = true;
+}
+
+static void chunk_release(struct sync_chunk *c, bool sent)
+{
+    if (sent && c->gen == c->p->sync_gen)
+        c->p->sync_sent += c->len;
+    buf_put(c->buf, c->len);
+    c->buf = NULL;
+    c->st = CK_FREE;
+    P.resume_held = true;
+}
+
+static void sync_abort(struct peer *p)
+{
+    if (!p->syncing)
+        return;
+    p->syncing = false;
+    for (int k = 0; k < CHUNKS_PER_PEER; k++)
+        if (p->chunks[k].st == CK_LOCKED)
+            p->chunks[k].st = CK_FREE; /* READING ones free themselves on completion */
+    P.resume_held = true;
+    log_warn("peer %s: full sync interrupted at %llu MiB; it restarts when the peer is back",
+             p->addr, (unsigned long long)(p->sync_sent >> 20));
+}
+
+static bool stripes_idle(uint64_t off, uint32_t len)
+{
+    for (uint64_t i = off / CHUNK; i <= (off + len - 1) / CHUNK; i++)
+        if (P.stripe_writes[i])
+            return false;
+    return true;
+}
+
+static void sync_step(struct peer *p, uint64_t now)
+{
+    bool busy = false;
+
+    for (int k = 0; k < CHUNKS_PER_PEER; k++) {
+        struct sync_chunk *c = &p->chunks[k];
+        if (c->st == CK_FREE && p->cursor < P.self.data_size) {
+            /* --resync-rate: no new chunk before its time */
+            if (P.cfg.resync_rate &&
+                p->cursor * 1000 / P.cfg.resync_rate > now - p->sync_start_ms)
+                break;
+            c->p = p;
+            c->gen = p->sync_gen;
+            c->off = p->cursor;
+            c->len = P.self.data_size - p->cursor < CHUNK ? P.self.data_size - p->cursor : CHUNK;
+            p->cursor += c->len;
+            c->st = CK_LOCKED; /* from now on, new writes to it wait */
+        }
+        if (c->st == CK_LOCKED && stripes_idle(c->off, c->len)) {
+            c->buf = buf_get(c->len);
+            if (!c->buf)
+                break; /* memory budget: next turn */
+            c->io = (struct io_cmd){ .op = IO_READ, .buf = c->buf, .len = c->len, .off = c->off,
+                                     .fd = disk_fd_for(P.self.dev, c->buf, c->off, c->len),
+                                     .cb = chunk_read_done };
+            c->st = CK_READING;
+            io_queue(P.self.io, &c->io);
+        }
+        busy |= c->st != CK_FREE;
+    }
+    if (!busy && p->cursor >= P.self.data_size && !p->sync_done_seq) {
+        struct sq_item *it = sq_push(p);
+        if (it) {
+            p->sync_done_seq = ++P.seq;
+            frame(p, it, RT_BARRIER, RF_SYNC_DONE, p->sync_done_seq, P.epoch, NULL, 0, 0);
+        }
     }
 }

@@ -25,6 +25,22 @@ int repl_peers_status(struct peer_status *out, int max)
          : role == SECONDARY ? secondary_status(out, max) : 0;
 }
 
+enum disk_state repl_local_disk(void)
+{
+    return role == SECONDARY ? secondary_disk() : DS_UPTODATE;
+}
+
+void repl_stop_begin(void)
+{
+    if (role == PRIMARY)
+        primary_stop_begin();
+}
+
+bool repl_stop_done(void)
+{
+    return role == PRIMARY ? primary_stop_done() : true;
+}
+
 void repl_stop(void)
 {
     if (role == PRIMARY)

@@ -71,7 +71,24 @@ static struct {
     int ndial;
     uint64_t next_dial[8], backoff[8];
     bool dial_busy[8];
+    enum disk_state disk;     /* as status shows it; the metadata may say less */
+    bool syncing;             /* SyncTarget */
+    uint64_t resync_rx;
 } S = { .lfd = -1 };
+
+/* Records the disk's state durably: after a crash the node must come back
+ * knowing whether it is behind (Outdated) or half-synced (Inconsistent). */
+static void persist(enum disk_state st)
+{
+    if (!S.self.meta || S.self.meta->disk_state == (uint32_t)st)
+        return;
+    S.self.meta->disk_state = st;
+    int r = meta_save(S.self.meta_fd, S.self.meta);
+    if (r < 0)
+        log_err("cannot record disk state %s in the metadata: %s", disk_state_name(st), strerror(-r));
+}
+
+enum disk_state secondary_disk(void) { return S.disk; }
 
 static void link_parse(struct link *l);
 
@@ -86,6 +103,13 @@ static void link_kill(struct link *l, const char *why)
     loop_del(l->fd);
     close(l->fd);
     l->dead = true;
+    if (l->established) {
+        if (S.disk == DS_UPTODATE)
+            S.disk = DS_OUTDATED; /* the primary goes on without us */
+        if (S.syncing)
+            log_warn("full sync interrupted; the disk stays Inconsistent until it completes");
+        S.syncing = false;
+    }
     if (l->dial >= 0) {
         S.dial_busy[l->dial] = false;
         S.next_dial[l->dial] = now_ms() + S.backoff[l->dial];
@@ -205,6 +229,21 @@ static void barrier_done(struct io_cmd *cmd, int res)
     l->inflight--;
     if (res < 0)
         log_err("flush for replication barrier %u failed: %s", (unsigned)o->off, strerror(-res));
+    else if (o->flags & RF_SYNC_START) {
+        persist(DS_INCONSISTENT); /* chunks land in any order from here on */
+        S.disk = DS_INCONSISTENT;
+        S.syncing = true;
+        S.resync_rx = 0;
+        log_info("full sync from the primary starts (SyncTarget)");
+    } else if (o->flags & RF_SYNC_DONE) {
+        persist(DS_OUTDATED); /* consistent; Outdated on disk while connected */
+        S.disk = DS_UPTODATE;
+        S.syncing = false;
+        log_info("full sync done (%llu MiB); disk UpToDate", (unsigned long long)(S.resync_rx >> 20));
+    } else if (o->flags & RF_CLEAN) {
+        persist(DS_UPTODATE); /* the primary stopped with everything here */
+        log_info("primary stopping cleanly: disk UpToDate");
+    }
     out_frame(l, RT_BARRIER_ACK, o->seq, (uint32_t)o->off, res < 0 ? -res : 0, NULL, 0);
     link_parse(l);
 }
@@ -234,6 +273,9 @@ static bool hello(struct link *l)
             return false;
         }
     l->established = true;
+    /* writes may come now: if we crash we are behind, whatever the primary
+     * thought of us; a clean stop of the primary records UpToDate again */
+    persist(S.disk == DS_UPTODATE ? DS_OUTDATED : S.disk);
     if (l->dial >= 0)
         S.backoff[l->dial] = 100;
     log_info("replication link %s: connected to primary (protocol %c, %llu bytes)", l->addr,
@@ -264,6 +306,7 @@ static bool apply(struct link *l)
         o->l = l;
         o->seq = l->fh.seq;
         o->off = l->fh.epoch;
+        o->flags = l->fh.flags;
         o->busy = true;
         o->io = (struct io_cmd){ .op = IO_FSYNC, .fd = d->fd, .cb = barrier_done };
         l->barrier_running = true;
@@ -298,6 +341,8 @@ static bool apply(struct link *l)
     o->io.cb = op_done;
     o->io.off = off;
     o->io.len = len;
+    if (l->fh.flags & RF_RESYNC)
+        S.resync_rx += len;
     if (l->fh.type == RT_WRITE) {
         o->buf = l->data;
         l->data = NULL;
@@ -483,6 +528,7 @@ int repl_secondary_start(const struct repl_node *self, const char *listen, char 
 {
     repl_role_started(0);
     S.self = *self;
+    S.disk = self->disk;
     S.dial = dial;
     S.ndial = ndial > 8 ? 8 : ndial;
     for (int i = 0; i < S.ndial; i++)
@@ -550,7 +596,13 @@ int secondary_status(struct peer_status *out, int max)
         memset(p, 0, sizeof *p);
         snprintf(p->address, sizeof p->address, "%s", l->addr);
         p->connection = "Connected";
-        p->replication = "Established";
+        p->replication = S.syncing ? "SyncTarget" : "Established";
+        p->resync_percent = -1;
+        if (S.syncing && l->remote.data_size) {
+            p->resync_sent_bytes = S.resync_rx;
+            p->resync_percent = (int)(S.resync_rx * 100 / l->remote.data_size);
+            p->out_of_sync_bytes = l->remote.data_size - S.resync_rx;
+        }
         p->peer_disk = "UpToDate"; /* a primary's disk */
         p->protocol = l->remote.protocol;
         p->received_bytes = l->rx_bytes;
@@ -564,6 +616,7 @@ int secondary_status(struct peer_status *out, int max)
         snprintf(p->address, sizeof p->address, "%s", S.ndial ? S.dial[0] : "(waiting for a primary)");
         p->connection = S.ndial ? "Connecting" : "StandAlone";
         p->replication = "Off";
+        p->resync_percent = -1;
         p->peer_disk = "Unknown";
     }
     return n;
