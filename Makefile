@@ -69,6 +69,7 @@ demo: deps-test
 bench: deps-bench
 	$(MAKE) all
 	bench/run
+	bench/repl
 
 clean:
 	rm -rf $(BUILD)
