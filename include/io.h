@@ -44,6 +44,14 @@ int disk_open(struct disk *d, const char *path, bool direct, bool read_only);
 void disk_close(struct disk *d);
 /* The fd a request should use: the O_DIRECT one only when it is aligned. */
 int disk_fd_for(const struct disk *d, const void *buf, uint64_t off, uint32_t len);
+/* How a trim and a zero write reach this disk (op, fd, mode, range), so the
+ * primary and its secondaries always do the same: punching holes on files,
+ * BLKDISCARD on devices; zeroing keeps allocation when keep_allocated
+ * (ZERO_RANGE on files, BLKZEROOUT on devices), else punches (on devices a
+ * discard that guarantees zeroes, or EOPNOTSUPP). */
+void disk_trim_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len);
+void disk_zero_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len,
+                   bool keep_allocated);
 
 struct io_engine;
 /* kind: "uring", "aio" or NULL (io_uring, else libaio). On success *why

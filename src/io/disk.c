@@ -5,6 +5,7 @@
  * cached pages of the range it touches). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -74,4 +75,28 @@ int disk_fd_for(const struct disk *d, const void *buf, uint64_t off, uint32_t le
     if (!d->direct || (((uintptr_t)buf | off | len) & mask) == 0)
         return d->fd;
     return d->fd_buffered;
+}
+
+void disk_trim_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len)
+{
+    c->op = d->is_blockdev ? IO_DISCARD : IO_FALLOCATE;
+    c->fd = d->fd;
+    c->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    c->off = off;
+    c->len = len;
+    c->buf = NULL;
+    c->done = 0;
+}
+
+void disk_zero_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len,
+                   bool keep_allocated)
+{
+    c->op = d->is_blockdev && keep_allocated ? IO_ZEROOUT : IO_FALLOCATE;
+    c->fd = d->fd;
+    c->mode = keep_allocated ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
+                             : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    c->off = off;
+    c->len = len;
+    c->buf = NULL;
+    c->done = 0;
 }

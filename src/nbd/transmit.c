@@ -2,7 +2,6 @@
  * engine, and queue the replies as the disk completes them (in any order). */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stddef.h>
 #include <string.h>
@@ -135,24 +134,23 @@ static void submit_zero_fill(struct nm_req *r)
     submit_io(r, IO_WRITE, disk_fd_for(d, zeroes, off, n), (void *)zeroes, n, off, 0);
 }
 
+static void submit_cmd(struct nm_req *r)
+{
+    r->io.cb = req_done;
+    io_queue(srv.exp->io, &r->io);
+}
+
 static void submit_zeroes(struct nm_req *r)
 {
     const struct disk *d = srv.exp->disk;
-    int mode;
+    bool keep = r->flags & NBD_CMD_FLAG_NO_HOLE;
 
-    if (d->is_blockdev && (r->flags & NBD_CMD_FLAG_NO_HOLE)) {
-        if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
-            local_done(r->conn, r, ENOTSUP); /* the device decides the speed: no promise */
-            return;
-        }
-        submit_io(r, IO_ZEROOUT, d->fd, NULL, r->len, r->offset, 0);
+    if (d->is_blockdev && keep && (r->flags & NBD_CMD_FLAG_FAST_ZERO)) {
+        local_done(r->conn, r, ENOTSUP); /* the device decides the speed: no promise */
         return;
     }
-    /* Punching reads back as zeroes and is fast or fails (on devices it is
-     * a discard that guarantees zeroes). NO_HOLE on files keeps allocation. */
-    mode = (r->flags & NBD_CMD_FLAG_NO_HOLE) ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
-                                             : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-    submit_io(r, IO_FALLOCATE, d->fd, NULL, r->len, r->offset, mode);
+    disk_zero_cmd(d, &r->io, r->offset, r->len, keep);
+    submit_cmd(r);
 }
 
 static void start(struct conn *c, struct nm_req *r)
@@ -185,11 +183,8 @@ static void start(struct conn *c, struct nm_req *r)
         break;
     case NBD_CMD_TRIM:
         srv.stats.trims++;
-        if (d->is_blockdev)
-            submit_io(r, IO_DISCARD, d->fd, NULL, r->len, r->offset, 0);
-        else
-            submit_io(r, IO_FALLOCATE, d->fd, NULL, r->len, r->offset,
-                      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+        disk_trim_cmd(d, &r->io, r->offset, r->len);
+        submit_cmd(r);
         break;
     case NBD_CMD_WRITE_ZEROES:
         srv.stats.zeroes++;

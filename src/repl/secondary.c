@@ -6,7 +6,6 @@
  * it starts: so the disk always holds a state the primary's disk passed
  * through at some barrier. Waiting stops reading; TCP pushes back. */
 #include <errno.h>
-#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -351,15 +350,9 @@ static bool apply(struct link *l)
         o->io.fd = disk_fd_for(d, o->buf, off, len);
         o->io.mode = (l->fh.flags & RF_FUA) ? RWF_DSYNC : 0;
     } else if (l->fh.type == RT_TRIM) {
-        o->io.op = d->is_blockdev ? IO_DISCARD : IO_FALLOCATE;
-        o->io.fd = d->fd;
-        o->io.mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+        disk_trim_cmd(d, &o->io, off, len); /* exactly what the primary did */
     } else {
-        bool keep = l->fh.flags & RF_NO_HOLE;
-        o->io.op = d->is_blockdev && keep ? IO_ZEROOUT : IO_FALLOCATE;
-        o->io.fd = d->fd;
-        o->io.mode = keep ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
-                          : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+        disk_zero_cmd(d, &o->io, off, len, l->fh.flags & RF_NO_HOLE);
     }
     l->inflight++;
     io_queue(S.self.io, &o->io);
