@@ -1,0 +1,83 @@
+# Who connects, and peers that stop answering. Protocol B; a secondary that
+# dials its primary; both nodes given --listen and --peer (started in either
+# order: one link); a frozen secondary (SIGSTOP) under protocol C is dropped
+# after --timeout, the client's writes go on, status says Outdated, and once
+# thawed it comes back and is synced.
+. "$(dirname "$0")/lib.bash"
+
+make_hosts 1
+fresh() {
+    rm -f "$T/p.img" "$T/s1.img"
+    new_disk "$T/s1.img" 64M --skip-initial-sync
+    new_disk "$T/p.img" 64M --skip-initial-sync
+}
+writes() { qemu-io -f raw -c "write -P $1 0 8M" -c "write -P $(($1 + 1)) 30M 1M" -c flush "$URI" >/dev/null; }
+finish() {
+    stop_node p
+    stop_node s1
+    data_equal "$T/p.img" "$T/s1.img" || fail "$1: data areas differ"
+    echo "$1: equal"
+}
+
+log "protocol B"
+fresh
+start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789
+start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol B
+wait_peers p 1
+writes 10
+finish "protocol B"
+
+log "the secondary dials the primary"
+fresh
+start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --listen 10.77.1.1:7788
+start_node s1 s1 "$T/s1.img" --role secondary --peer 10.77.1.1:7788
+wait_peers p 1
+writes 20
+finish "secondary dials"
+
+for order in "s1 p" "p s1"; do
+    log "both nodes with --listen and --peer, started: $order"
+    fresh
+    for n in $order; do
+        if [ "$n" = p ]; then
+            start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" \
+                --listen 10.77.1.1:7788 --peer 10.77.1.2:7789
+        else
+            start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 \
+                --peer 10.77.1.1:7788
+        fi
+        sleep 0.3
+    done
+    wait_peers p 1
+    sleep 1 # let any second link try its luck
+    n=$(status_json p | "$PY" -c 'import json,sys; print(sum(p["connection"] == "Connected" for p in json.load(sys.stdin)["peers"]))')
+    [ "$n" = 1 ] || { "$NBDM" status --control "$T/p.ctl"; fail "expected one link, found $n"; }
+    writes 30
+    finish "both ways ($order)"
+done
+
+log "a frozen secondary under protocol C, --timeout 2"
+fresh
+start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789
+start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C --timeout 2
+wait_peers p 1
+kill -STOP "${NODE_PID[s1]}"
+on_exit "kill -CONT ${NODE_PID[s1]} 2>/dev/null"
+start=$(date +%s%N)
+timeout 20 qemu-io -f raw -c 'write -P 0x44 0 4M' -c flush "$URI" >/dev/null || fail "write did not complete"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "write with a frozen peer completed after $ms ms"
+[ $ms -ge 1500 ] && [ $ms -lt 8000 ] || fail "expected the write to wait about the timeout (2 s), took $ms ms"
+status_json p | "$PY" -c '
+import json, sys; p = json.load(sys.stdin)["peers"][0]
+assert p["peer_disk"] == "Outdated" and p["out_of_sync_bytes"] > 0, p'
+grep -q "no answer within the timeout" "$T/p.log" || fail "the drop must be logged"
+kill -CONT "${NODE_PID[s1]}"
+for _ in $(seq 200); do
+    status_json p | grep -q '"peer_disk":"UpToDate"' && break
+    sleep 0.1
+done
+status_json p | grep -q '"peer_disk":"UpToDate"' || { "$NBDM" status --control "$T/p.ctl"; fail "not synced after thawing"; }
+grep -q "full sync done" "$T/p.log" || fail "a dropped peer must be synced"
+writes 40
+finish "frozen, dropped, thawed, synced"
