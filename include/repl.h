@@ -81,7 +81,7 @@ struct peer_status {
     char protocol;
     uint64_t sent_bytes, acked_bytes, received_bytes, sent_requests, acked_requests;
     uint64_t inflight, out_of_sync_bytes;
-    uint64_t resync_sent_bytes, resync_eta_s;
+    uint64_t resync_sent_bytes, resync_eta_s, resync_bytes_per_s;
     int resync_percent;      /* -1: no sync running */
 };
 

@@ -107,14 +107,16 @@ static size_t report(const char *cmd, char *b, size_t cap)
                 "\"peer_disk\":\"%s\",\"protocol\":\"%c\",\"sent_bytes\":%llu,"
                 "\"acked_bytes\":%llu,\"received_bytes\":%llu,\"sent_requests\":%llu,"
                 "\"acked_requests\":%llu,\"inflight\":%llu,\"out_of_sync_bytes\":%llu,"
-                "\"resync_sent_bytes\":%llu,\"resync_percent\":%s,\"resync_eta_s\":%s}",
+                "\"resync_sent_bytes\":%llu,\"resync_percent\":%s,\"resync_eta_s\":%s,"
+                "\"resync_bytes_per_s\":%llu}",
                 i ? "," : "", ps[i].address, ps[i].connection, ps[i].replication,
                 ps[i].peer_disk, ps[i].protocol ? ps[i].protocol : '-',
                 (unsigned long long)ps[i].sent_bytes, (unsigned long long)ps[i].acked_bytes,
                 (unsigned long long)ps[i].received_bytes, (unsigned long long)ps[i].sent_requests,
                 (unsigned long long)ps[i].acked_requests, (unsigned long long)ps[i].inflight,
                 (unsigned long long)ps[i].out_of_sync_bytes,
-                (unsigned long long)ps[i].resync_sent_bytes, pct[i], eta[i]);
+                (unsigned long long)ps[i].resync_sent_bytes, pct[i], eta[i],
+                (unsigned long long)ps[i].resync_bytes_per_s);
         if (n < cap)
             n += snprintf(b + n, cap - n, "]}\n");
         return n < cap ? n : cap - 1;
@@ -149,8 +151,9 @@ static size_t report(const char *cmd, char *b, size_t cap)
                           (ps[i].sent_bytes ? ps[i].sent_bytes : ps[i].received_bytes) / 1048576.0,
                           ps[i].acked_bytes / 1048576.0, (unsigned long long)ps[i].inflight);
             if (ps[i].resync_percent >= 0 && n < cap)
-                n += snprintf(b + n, cap - n, "    sync: %d%%, %.1f MiB done, eta %llus\n",
+                n += snprintf(b + n, cap - n, "    sync: %d%%, %.1f MiB done, %.1f MiB/s, eta %llus\n",
                               ps[i].resync_percent, ps[i].resync_sent_bytes / 1048576.0,
+                              ps[i].resync_bytes_per_s / 1048576.0,
                               (unsigned long long)ps[i].resync_eta_s);
         }
         return n < cap ? n : cap - 1;

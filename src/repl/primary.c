@@ -604,6 +604,17 @@ int repl_primary_start(const struct repl_node *self, const struct repl_primary_c
     return 0;
 }
 
+/* A dialled address whose node already connected to us the other way. */
+static bool connected_elsewhere(const struct peer *p)
+{
+    for (int i = 0; p->remote.node_id && i < REPL_MAX_PEERS; i++) {
+        const struct peer *q = &P.peers[i];
+        if (q != p && q->used && q->st == PC_UP && q->remote.node_id == p->remote.node_id)
+            return true;
+    }
+    return false;
+}
+
 void primary_tick(void)
 {
     uint64_t now = now_ms();
@@ -612,7 +623,7 @@ void primary_tick(void)
         struct peer *p = &P.peers[i];
         if (!p->used)
             continue;
-        if (p->st == PC_IDLE && p->dial && now >= p->next_try) {
+        if (p->st == PC_IDLE && p->dial && now >= p->next_try && !connected_elsewhere(p)) {
             int fd = net_connect(p->addr);
             if (fd >= 0) {
                 peer_attach(p, fd, true); /* HELLO goes once connected */
@@ -656,8 +667,8 @@ int primary_status(struct peer_status *out, int max)
     int n = 0;
     for (int i = 0; i < REPL_MAX_PEERS && n < max; i++) {
         struct peer *p = &P.peers[i];
-        if (!p->used)
-            continue;
+        if (!p->used || (p->st != PC_UP && connected_elsewhere(p)))
+            continue; /* one line per node */
         struct peer_status *s = &out[n++];
         memset(s, 0, sizeof *s);
         snprintf(s->address, sizeof s->address, "%s", p->addr);
@@ -679,6 +690,7 @@ int primary_status(struct peer_status *out, int max)
             s->resync_sent_bytes = p->sync_sent;
             s->resync_percent = (int)(p->sync_sent * 100 / P.self.data_size);
             s->resync_eta_s = p->sync_sent ? s->out_of_sync_bytes * ms / p->sync_sent / 1000 : 0;
+            s->resync_bytes_per_s = p->sync_sent * 1000 / ms;
         }
     }
     return n;

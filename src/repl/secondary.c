@@ -562,7 +562,10 @@ void secondary_tick(void)
             S.links[i] = NULL;
         }
     }
-    for (int i = 0; i < S.ndial; i++) {
+    bool have_primary = false;
+    for (int i = 0; i < MAX_LINKS; i++)
+        have_primary |= S.links[i] && !S.links[i]->dead && S.links[i]->established;
+    for (int i = 0; i < S.ndial && !have_primary; i++) {
         if (S.dial_busy[i] || now < S.next_dial[i])
             continue;
         int fd = net_connect(S.dial[i]);

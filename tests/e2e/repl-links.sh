@@ -7,7 +7,7 @@
 
 make_hosts 1
 fresh() {
-    rm -f "$T/p.img" "$T/s1.img"
+    rm -f "$T/p.img" "$T/s1.img" "$T/p.log" "$T/s1.log"
     new_disk "$T/s1.img" 64M --skip-initial-sync
     new_disk "$T/p.img" 64M --skip-initial-sync
 }
@@ -52,6 +52,9 @@ for order in "s1 p" "p s1"; do
     sleep 1 # let any second link try its luck
     n=$(status_json p | "$PY" -c 'import json,sys; print(sum(p["connection"] == "Connected" for p in json.load(sys.stdin)["peers"]))')
     [ "$n" = 1 ] || { "$NBDM" status --control "$T/p.ctl"; fail "expected one link, found $n"; }
+    sleep 6 # longer than the redial backoff: no duplicate link is tried again and again
+    dups=$(grep -c -E "already (connected to this node|replicating)" "$T/p.log" "$T/s1.log" | awk -F: '{s += $2} END {print s}')
+    [ "$dups" -le 2 ] || fail "duplicate links keep being tried ($dups times)"
     writes 30
     finish "both ways ($order)"
 done

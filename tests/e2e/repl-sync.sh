@@ -73,6 +73,7 @@ status_json p | "$PY" -c '
 import json, sys; p = json.load(sys.stdin)["peers"][0]
 assert p["replication"] == "SyncSource" and p["peer_disk"] == "Inconsistent", p
 assert 5 <= p["resync_percent"] <= 60 and p["resync_eta_s"] > 0, p
+assert 20 << 20 <= p["resync_bytes_per_s"] <= 48 << 20, p  # the 40M cap, give or take
 assert p["out_of_sync_bytes"] > 0, p'
 status_json s1 | "$PY" -c '
 import json, sys; s = json.load(sys.stdin)
