@@ -153,6 +153,13 @@ static void submit_zeroes(struct nm_req *r)
     submit_cmd(r);
 }
 
+/* A fast zero may be refused by the local disk (ENOTSUP), and then must not
+ * have happened on any peer either: it is streamed after it succeeded here. */
+static bool stream_later(const struct nm_req *r)
+{
+    return r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO);
+}
+
 static void start(struct conn *c, struct nm_req *r)
 {
     const struct disk *d = srv.exp->disk;
@@ -191,9 +198,10 @@ static void start(struct conn *c, struct nm_req *r)
         submit_zeroes(r);
         break;
     }
-    /* the same request, in the same order, to every peer */
-    if (srv.exp->replicate && r->type != NBD_CMD_READ && !r->local_done)
-        repl_submit(r); /* (not what already failed locally, before any I/O) */
+    /* the same request, in the same order, to every peer (not what already
+     * failed before any I/O; a fast zero only once it worked here) */
+    if (srv.exp->replicate && r->type != NBD_CMD_READ && !r->local_done && !stream_later(r))
+        repl_submit(r);
     (void)c;
 }
 
@@ -240,6 +248,8 @@ static void req_done(struct io_cmd *cmd, int res)
         submit_flush(r);
         return;
     }
+    if (srv.exp->replicate && stream_later(r) && !r->seq)
+        repl_submit(r);
     local_done(c, r, 0);
 }
 

@@ -84,3 +84,35 @@ status_json p | grep -q '"peer_disk":"UpToDate"' || { "$NBDM" status --control "
 grep -q "full sync done" "$T/p.log" || fail "a dropped peer must be synced"
 writes 40
 finish "frozen, dropped, thawed, synced"
+
+log "a fast zero the primary's disk refuses does not happen on the secondary"
+# tmpfs has no FALLOC_FL_ZERO_RANGE: NO_HOLE + FAST_ZERO fails there with
+# ENOTSUP, while the ext4 secondary could zero; it must not
+mkdir -p "$T/tmpfs"
+mount -t tmpfs -o size=96M tmpfs "$T/tmpfs"
+on_exit 'umount "$T/tmpfs"'
+rm -f "$T/s1.img" "$T/p.log" "$T/s1.log"
+new_disk "$T/s1.img" 64M --skip-initial-sync
+new_disk "$T/tmpfs/p.img" 64M --skip-initial-sync
+start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789
+start_node p p "$T/tmpfs/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C
+wait_peers p 1
+"$PY" - "$URI" <<'PY'
+import errno, nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+h.pwrite(b"\x55" * 65536, 1 << 20)
+try:
+    h.zero(65536, 1 << 20, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FAST_ZERO)
+    raise SystemExit("fast zero on tmpfs was expected to fail")
+except nbd.Error as e:
+    assert e.errnum == errno.ENOTSUP, e
+    print("fast zero refused with ENOTSUP, as it should be here")
+assert h.pread(65536, 1 << 20) == b"\x55" * 65536
+h.zero(65536, 2 << 20, nbd.CMD_FLAG_FAST_ZERO)  # punching works on tmpfs: streamed
+h.flush()
+h.shutdown()
+PY
+stop_node p
+stop_node s1
+data_equal "$T/tmpfs/p.img" "$T/s1.img" || fail "the secondary applied a zero the primary refused"
+echo "fast zero: equal"
