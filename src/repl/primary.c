@@ -91,7 +91,7 @@ static struct {
     struct nm_req *table[TABLE];
     uint16_t *stripe_writes;     /* local writes in flight per CHUNK-sized stripe */
     struct nm_req *held, *held_tail; /* writes waiting for a sync chunk to pass */
-    bool resume_held, stopping;
+    bool resume_held;
 } P = { .lfd = -1 };
 
 static const char *conn_name(const struct peer *p)
@@ -328,6 +328,16 @@ void repl_submit(struct nm_req *r)
     }
     if (barrier)
         P.epoch++;
+    struct nm_req *old = P.table[r->seq % TABLE];
+    if (r->wait_peers && old && old->wait_peers) {
+        /* still waiting TABLE sequence numbers later: whoever it waits for
+         * is stuck. Drop them (they resync) rather than wait for ever. */
+        uint32_t stuck = old->wait_peers;
+        for (int i = 0; i < REPL_MAX_PEERS; i++)
+            if (stuck & (1u << i))
+                peer_drop(&P.peers[i], "acknowledgement overdue");
+        r->wait_peers &= ~stuck;
+    }
     if (r->wait_peers)
         P.table[r->seq % TABLE] = r;
     if (type != RT_BARRIER && P.stripe_writes)
@@ -391,6 +401,11 @@ static void on_ack(struct peer *p, const struct repl_hdr *h)
             p->peer_disk = DS_INCONSISTENT;
             p->missed = true;
         }
+    }
+    if (h->type == RT_BARRIER_ACK && p->syncing && h->seq == p->sync_done_seq && h->aux) {
+        log_err("peer %s: could not flush the end of its full sync: %s", p->addr, strerror(h->aux));
+        p->syncing = false; /* missed stays set: synced again at its next connect */
+        p->missed = true;
     }
     if (h->type == RT_BARRIER_ACK && p->syncing && h->seq == p->sync_done_seq) {
         uint64_t ms = now_ms() - p->sync_start_ms + 1;
@@ -700,7 +715,6 @@ int primary_status(struct peer_status *out, int max)
  * records UpToDate and needs no sync at the next start. */
 void primary_stop_begin(void)
 {
-    P.stopping = true;
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct peer *p = &P.peers[i];
         if (!p->used || p->st != PC_UP || p->syncing || p->missed)

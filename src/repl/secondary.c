@@ -200,6 +200,10 @@ static void op_done(struct io_cmd *cmd, int res)
         log_err("replicated %s of %u bytes at %llu failed: %s",
                 o->type == RT_WRITE ? "write" : o->type == RT_TRIM ? "trim" : "zero write",
                 o->len, (unsigned long long)o->off, strerror(-res));
+    if (res < 0 && S.disk != DS_INCONSISTENT) {
+        persist(DS_INCONSISTENT); /* it no longer holds what the primary holds */
+        S.disk = DS_INCONSISTENT;
+    }
     o->busy = false;
     if (o->buf) {
         buf_put(o->buf, o->len);
