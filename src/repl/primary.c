@@ -18,6 +18,7 @@
 #include "common.h"
 #include "nbd.h"
 #include "repl-int.h"
+#include "resync.h"
 
 #define SQ_MAX      8192          /* frames queued per peer */
 #define SQ_BYTES_MAX (64u << 20)  /* a peer further behind than this is dropped */
@@ -25,32 +26,15 @@
 #define RETRY_MAX_MS 5000
 #define MAX_IOV     256
 
-struct sync_chunk;
 struct sq_item {
     struct nm_req *r;   /* a client request, whose buf is the payload */
-    struct sync_chunk *chunk; /* or a full-sync chunk; neither: no payload */
+    struct resync_chunk *chunk; /* or a full-sync chunk; neither: no payload */
     uint8_t hdr[REPL_HDR + 12];
     uint8_t hdr_len;
     uint32_t data_len;  /* bytes of r->buf that follow the header */
 };
 
 enum pconn { PC_IDLE, PC_CONNECTING, PC_HELLO, PC_UP };
-
-/* Full sync: a cursor walks the data area in chunks. A chunk is locked
- * (client writes to it wait), read once earlier writes to it are done, and
- * queued in the same ordered stream as client writes; then unlocked. So a
- * range is never overwritten on the peer by older sync data. */
-#define CHUNK (1u << 20)
-#define CHUNKS_PER_PEER 2  /* in flight: sync yields to client I/O */
-struct peer;
-struct sync_chunk {
-    struct io_cmd io;
-    struct peer *p;
-    uint64_t off;
-    uint32_t len, gen;
-    uint8_t *buf;
-    enum { CK_FREE, CK_LOCKED, CK_READING, CK_QUEUED } st;
-};
 
 struct peer {
     struct handler h;
@@ -71,10 +55,7 @@ struct peer {
     uint8_t in[4096];
     uint32_t in_len;
     unsigned waiting;            /* requests whose reply waits for this peer */
-    bool syncing;                /* SyncSource: a full sync is running */
-    uint64_t cursor, sync_sent, sync_start_ms, sync_done_seq;
-    uint32_t sync_gen;
-    struct sync_chunk chunks[CHUNKS_PER_PEER];
+    struct resync rs;            /* SyncSource while rs.active */
     uint64_t clean_seq;          /* the RF_CLEAN barrier of a clean stop */
     bool clean_acked;
     uint64_t sent_bytes, acked_bytes, sent_reqs, acked_reqs;
@@ -89,9 +70,7 @@ static struct {
     uint64_t seq;
     uint32_t epoch;
     struct nm_req *table[TABLE];
-    uint16_t *stripe_writes;     /* local writes in flight per CHUNK-sized stripe */
     struct nm_req *held, *held_tail; /* writes waiting for a sync chunk to pass */
-    bool resume_held;
 } P = { .lfd = -1 };
 
 static const char *conn_name(const struct peer *p)
@@ -100,10 +79,11 @@ static const char *conn_name(const struct peer *p)
 }
 
 static void send_hello(struct peer *p);
-static void chunk_release(struct sync_chunk *c, bool sent);
 static void sync_abort(struct peer *p);
 static void sync_start(struct peer *p);
-static void sync_step(struct peer *p, uint64_t now);
+static bool queue_chunk(void *peer, struct resync_chunk *c);
+static uint64_t queue_done(void *peer);
+static void sync_failed(void *peer, const char *why);
 
 /* ---- send queue ---- */
 
@@ -170,7 +150,7 @@ static void peer_drop(struct peer *p, const char *why)
     /* nothing queued for it will be sent; nobody waits for it any more */
     while (p->sq_count) {
         if (p->sq[p->sq_head].chunk)
-            chunk_release(p->sq[p->sq_head].chunk, false);
+            resync_chunk_done(p->sq[p->sq_head].chunk, false);
         unqueue(p, p->sq[p->sq_head].r);
         p->sq_head = (p->sq_head + 1) % SQ_MAX;
         p->sq_count--;
@@ -227,7 +207,7 @@ static void peer_send(struct peer *p)
             if (it->r || it->chunk)
                 p->sent_reqs++; /* each is answered by one ACK_WRITE */
             if (it->chunk)
-                chunk_release(it->chunk, true);
+                resync_chunk_done(it->chunk, true);
             unqueue(p, it->r);
             p->sq_head = (p->sq_head + 1) % SQ_MAX;
             p->sq_count--;
@@ -340,39 +320,20 @@ void repl_submit(struct nm_req *r)
     }
     if (r->wait_peers)
         P.table[r->seq % TABLE] = r;
-    if (type != RT_BARRIER && P.stripe_writes)
-        for (uint64_t i = r->offset / CHUNK; i <= (r->offset + r->len - 1) / CHUNK; i++)
-            P.stripe_writes[i]++; /* a sync chunk here waits until it is done */
+    if (type != RT_BARRIER)
+        resync_write_begin(r->offset, r->len); /* a sync chunk here waits for it */
 }
 
 void repl_local_done(struct nm_req *r)
 {
-    if (!r->seq || r->type == NBD_CMD_FLUSH || !P.stripe_writes)
-        return;
-    for (uint64_t i = r->offset / CHUNK; i <= (r->offset + r->len - 1) / CHUNK; i++)
-        P.stripe_writes[i]--;
-}
-
-static bool locked(uint64_t off, uint32_t len)
-{
-    for (int i = 0; i < REPL_MAX_PEERS; i++) {
-        const struct peer *p = &P.peers[i];
-        if (!p->syncing)
-            continue;
-        for (int k = 0; k < CHUNKS_PER_PEER; k++) {
-            const struct sync_chunk *c = &p->chunks[k];
-            if ((c->st == CK_LOCKED || c->st == CK_READING) && off < c->off + c->len &&
-                c->off < off + len)
-                return true;
-        }
-    }
-    return false;
+    if (r->seq && r->type != NBD_CMD_FLUSH)
+        resync_write_end(r->offset, r->len);
 }
 
 bool repl_may_start(struct nm_req *r)
 {
     if ((r->type != NBD_CMD_WRITE && r->type != NBD_CMD_TRIM && r->type != NBD_CMD_WRITE_ZEROES) ||
-        !locked(r->offset, r->len))
+        !resync_locked(r->offset, r->len))
         return true;
     r->next = NULL; /* parked until the chunk is queued */
     if (P.held)
@@ -402,19 +363,19 @@ static void on_ack(struct peer *p, const struct repl_hdr *h)
             p->missed = true;
         }
     }
-    if (h->type == RT_BARRIER_ACK && p->syncing && h->seq == p->sync_done_seq && h->aux) {
+    if (h->type == RT_BARRIER_ACK && p->rs.active && h->seq == p->rs.done_seq && h->aux) {
         log_err("peer %s: could not flush the end of its full sync: %s", p->addr, strerror(h->aux));
-        p->syncing = false; /* missed stays set: synced again at its next connect */
+        resync_abort(&p->rs); /* missed stays set: synced again at its next connect */
         p->missed = true;
     }
-    if (h->type == RT_BARRIER_ACK && p->syncing && h->seq == p->sync_done_seq) {
-        uint64_t ms = now_ms() - p->sync_start_ms + 1;
-        p->syncing = false;
+    if (h->type == RT_BARRIER_ACK && p->rs.active && h->seq == p->rs.done_seq) {
+        uint64_t ms = now_ms() - p->rs.start_ms + 1;
+        resync_abort(&p->rs); /* finished: nothing is locked any more */
         p->missed = false;
         p->peer_disk = DS_UPTODATE;
         log_info("peer %s: full sync done, %llu MiB in %.1f s (%.0f MiB/s); UpToDate", p->addr,
-                 (unsigned long long)(p->sync_sent >> 20), ms / 1000.0,
-                 (p->sync_sent >> 20) * 1000.0 / ms);
+                 (unsigned long long)(p->rs.sent >> 20), ms / 1000.0,
+                 (p->rs.sent >> 20) * 1000.0 / ms);
     }
     if (h->type == RT_BARRIER_ACK && p->clean_seq && h->seq == p->clean_seq)
         p->clean_acked = true;
@@ -598,8 +559,10 @@ int repl_primary_start(const struct repl_node *self, const struct repl_primary_c
     P.self = *self;
     P.cfg = *cfg;
     P.epoch = 1;
-    P.stripe_writes = calloc(self->data_size / CHUNK + 1, sizeof *P.stripe_writes);
-    if (!P.stripe_writes)
+    struct resync_env env = { .data_size = self->data_size, .rate = cfg->resync_rate,
+                              .dev = self->dev, .io = self->io, .queue_chunk = queue_chunk,
+                              .queue_done = queue_done, .failed = sync_failed };
+    if (resync_init(&env) < 0)
         return -ENOMEM;
     for (int i = 0; i < REPL_MAX_PEERS; i++)
         P.peers[i].idx = i;
@@ -658,15 +621,14 @@ void primary_tick(void)
         if (p->st == PC_UP && now - p->last_tx > P.cfg.timeout_ms / 4 && !p->sq_count) {
             frame(p, sq_push(p), RT_PING, 0, 0, 0, NULL, 0, 0);
         }
-        if (p->syncing)
-            sync_step(p, now);
+        if (p->st == PC_UP)
+            resync_step(&p->rs, now);
         if (p->sq_count)
             peer_send(p);
     }
-    if (P.resume_held) {
+    if (resync_unlocked()) {
         struct nm_req *list = P.held;
         P.held = P.held_tail = NULL;
-        P.resume_held = false;
         while (list) {
             struct nm_req *r = list;
             list = r->next;
@@ -698,14 +660,14 @@ int primary_status(struct peer_status *out, int max)
         s->inflight = p->sent_reqs - p->acked_reqs;
         s->out_of_sync_bytes = p->missed || p->peer_disk != DS_UPTODATE ? P.self.data_size : 0;
         s->resync_percent = -1;
-        if (p->syncing) {
-            uint64_t ms = now_ms() - p->sync_start_ms + 1;
+        if (p->rs.active) {
+            uint64_t now = now_ms();
             s->replication = "SyncSource";
-            s->out_of_sync_bytes = P.self.data_size - p->sync_sent;
-            s->resync_sent_bytes = p->sync_sent;
-            s->resync_percent = (int)(p->sync_sent * 100 / P.self.data_size);
-            s->resync_eta_s = p->sync_sent ? s->out_of_sync_bytes * ms / p->sync_sent / 1000 : 0;
-            s->resync_bytes_per_s = p->sync_sent * 1000 / ms;
+            s->out_of_sync_bytes = P.self.data_size - p->rs.sent;
+            s->resync_sent_bytes = p->rs.sent;
+            s->resync_percent = resync_percent(&p->rs);
+            s->resync_eta_s = resync_eta_s(&p->rs, now);
+            s->resync_bytes_per_s = resync_bytes_per_s(&p->rs, now);
         }
     }
     return n;
@@ -717,7 +679,7 @@ void primary_stop_begin(void)
 {
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct peer *p = &P.peers[i];
-        if (!p->used || p->st != PC_UP || p->syncing || p->missed)
+        if (!p->used || p->st != PC_UP || p->rs.active || p->missed)
             continue;
         struct sq_item *it = sq_push(p);
         if (!it)
@@ -756,7 +718,7 @@ void primary_stop(void)
     }
 }
 
-/* ---- full sync ---- */
+/* ---- full sync (src/resync/ runs it; these hand its chunks to a peer) ---- */
 
 static void sync_start(struct peer *p)
 {
@@ -765,114 +727,49 @@ static void sync_start(struct peer *p)
         peer_drop(p, "too far behind (send queue full)");
         return;
     }
-    p->syncing = true;
-    p->cursor = p->sync_sent = 0;
-    p->sync_done_seq = 0;
-    p->sync_gen++;
-    p->sync_start_ms = now_ms();
     p->peer_disk = DS_INCONSISTENT;
     /* the peer records Inconsistent before the first chunk lands */
     frame(p, it, RT_BARRIER, RF_SYNC_START, ++P.seq, P.epoch, NULL, 0, 0);
+    resync_begin(&p->rs, p);
     log_info("peer %s: full sync of %llu MiB starts (SyncSource)", p->addr,
              (unsigned long long)(P.self.data_size >> 20));
 }
 
-static void chunk_read_done(struct io_cmd *cmd, int res)
-{
-    struct sync_chunk *c = (struct sync_chunk *)((char *)cmd - offsetof(struct sync_chunk, io));
-    struct peer *p = c->p;
-    uint8_t extra[8];
-
-    if (c->gen != p->sync_gen || !p->syncing || p->st != PC_UP) {
-        chunk_release(c, false); /* the sync was abandoned meanwhile */
-        return;
-    }
-    if (res < 0) {
-        log_err("full sync: reading %u bytes at %llu failed: %s", c->len,
-                (unsigned long long)c->off, strerror(-res));
-        chunk_release(c, false);
-        peer_drop(p, "full sync stopped by a local read error");
-        return;
-    }
-    put_be64(extra, c->off);
-    struct sq_item *it = sq_push(p);
-    if (!it) {
-        chunk_release(c, false);
-        peer_drop(p, "too far behind (send queue full)");
-        return;
-    }
-    frame(p, it, RT_WRITE, RF_RESYNC, ++P.seq, P.epoch, extra, 8, c->len);
-    it->chunk = c;
-    c->st = CK_QUEUED; /* unlocked: writes parked on it follow it in the stream */
-    P.resume_held = true;
-}
-
-static void chunk_release(struct sync_chunk *c, bool sent)
-{
-    if (sent && c->gen == c->p->sync_gen)
-        c->p->sync_sent += c->len;
-    buf_put(c->buf, c->len);
-    c->buf = NULL;
-    c->st = CK_FREE;
-    P.resume_held = true;
-}
-
 static void sync_abort(struct peer *p)
 {
-    if (!p->syncing)
+    if (!p->rs.active)
         return;
-    p->syncing = false;
-    for (int k = 0; k < CHUNKS_PER_PEER; k++)
-        if (p->chunks[k].st == CK_LOCKED)
-            p->chunks[k].st = CK_FREE; /* READING ones free themselves on completion */
-    P.resume_held = true;
+    resync_abort(&p->rs);
     log_warn("peer %s: full sync interrupted at %llu MiB; it restarts when the peer is back",
-             p->addr, (unsigned long long)(p->sync_sent >> 20));
+             p->addr, (unsigned long long)(p->rs.sent >> 20));
 }
 
-static bool stripes_idle(uint64_t off, uint32_t len)
+static bool queue_chunk(void *peer, struct resync_chunk *c)
 {
-    for (uint64_t i = off / CHUNK; i <= (off + len - 1) / CHUNK; i++)
-        if (P.stripe_writes[i])
-            return false;
+    struct peer *p = peer;
+    uint8_t extra[8];
+    struct sq_item *it;
+
+    if (p->st != PC_UP)
+        return false;
+    if (!(it = sq_push(p))) {
+        peer_drop(p, "too far behind (send queue full)");
+        return false;
+    }
+    put_be64(extra, c->off);
+    frame(p, it, RT_WRITE, RF_RESYNC, ++P.seq, P.epoch, extra, 8, c->len);
+    it->chunk = c;
     return true;
 }
 
-static void sync_step(struct peer *p, uint64_t now)
+static uint64_t queue_done(void *peer)
 {
-    bool busy = false;
-
-    for (int k = 0; k < CHUNKS_PER_PEER; k++) {
-        struct sync_chunk *c = &p->chunks[k];
-        if (c->st == CK_FREE && p->cursor < P.self.data_size) {
-            /* --resync-rate: no new chunk before its time */
-            if (P.cfg.resync_rate &&
-                p->cursor * 1000 / P.cfg.resync_rate > now - p->sync_start_ms)
-                break;
-            c->p = p;
-            c->gen = p->sync_gen;
-            c->off = p->cursor;
-            c->len = P.self.data_size - p->cursor < CHUNK ? P.self.data_size - p->cursor : CHUNK;
-            p->cursor += c->len;
-            c->st = CK_LOCKED; /* from now on, new writes to it wait */
-        }
-        if (c->st == CK_LOCKED && stripes_idle(c->off, c->len)) {
-            c->buf = buf_get(c->len);
-            if (!c->buf)
-                break; /* memory budget: next turn */
-            c->io = (struct io_cmd){ .op = IO_READ, .buf = c->buf, .len = c->len, .off = c->off,
-                                     .fd = disk_fd_for(P.self.dev, c->buf, c->off, c->len),
-                                     .cb = chunk_read_done };
-            c->st = CK_READING;
-            io_queue(P.self.io, &c->io);
-        }
-        busy |= c->st != CK_FREE;
-    }
-    if (!busy && p->cursor >= P.self.data_size && !p->sync_done_seq) {
-        struct sq_item *it = sq_push(p);
-        if (it) {
-            p->sync_done_seq = ++P.seq;
-            frame(p, it, RT_BARRIER, RF_SYNC_DONE, p->sync_done_seq, P.epoch, NULL, 0, 0);
-        }
-    }
+    struct peer *p = peer;
+    struct sq_item *it = p->st == PC_UP ? sq_push(p) : NULL;
+    if (!it)
+        return 0; /* tried again next turn */
+    frame(p, it, RT_BARRIER, RF_SYNC_DONE, ++P.seq, P.epoch, NULL, 0, 0);
+    return P.seq;
 }
+
+static void sync_failed(void *peer, const char *why) { peer_drop(peer, why); }
