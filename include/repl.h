@@ -106,6 +106,9 @@ void repl_submit(struct nm_req *r);
  * parked and comes back through nbd_req_resume(). */
 bool repl_may_start(struct nm_req *r);
 void repl_local_done(struct nm_req *r); /* its local I/O finished */
+/* Its local I/O failed after it was streamed: the peers may hold what this
+ * disk does not, so they are synced from it again. */
+void repl_local_failed(struct nm_req *r);
 /* Replication -> front end. */
 void nbd_req_peers_done(struct nm_req *r);  /* wait_peers became 0 */
 void nbd_req_unqueued(struct nm_req *r);    /* queued_peers became 0 */

@@ -75,6 +75,8 @@ static void local_done(struct conn *c, struct nm_req *r, int err)
 {
     if (r->seq)
         repl_local_done(r);
+    if (r->seq && err)
+        repl_local_failed(r);
     r->err = err;
     r->local_done = true;
     if (!r->wait_peers)

@@ -744,6 +744,22 @@ static void sync_abort(struct peer *p)
              p->addr, (unsigned long long)(p->rs.sent >> 20));
 }
 
+void repl_local_failed(struct nm_req *r)
+{
+    if (r->type == NBD_CMD_FLUSH)
+        return; /* nothing was written on the peers that this disk lacks */
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        struct peer *p = &P.peers[i];
+        if (!p->used || p->st != PC_UP)
+            continue;
+        if (p->rs.active && r->offset >= p->rs.cursor)
+            continue; /* the running sync has yet to copy it */
+        log_warn("peer %s: a write failed here after it was sent; syncing the peer again",
+                 p->addr);
+        sync_start(p);
+    }
+}
+
 static bool queue_chunk(void *peer, struct resync_chunk *c)
 {
     struct peer *p = peer;
