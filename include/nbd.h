@@ -133,6 +133,7 @@ struct nbd_export {
     uint64_t size;
     bool read_only;
     bool replicate;          /* a primary: writes also go to repl_submit() */
+    bool consistent_only;    /* a secondary: no reads while its disk is Inconsistent */
     struct disk *disk;
     struct io_engine *io;
 };

@@ -353,6 +353,7 @@ int cmd_serve(int argc, char **argv)
         .size = S.meta.data_size,
         .read_only = S.export_ro,
         .replicate = primary,
+        .consistent_only = S.role && !primary,
         .disk = &S.disk,
         .io = S.io,
     };

@@ -330,6 +330,8 @@ static int check(const struct conn *c, const struct nbd_request *q)
         return EINVAL;
     if (q->offset > e->size || q->len > e->size - q->offset)
         return q->type == NBD_CMD_WRITE || q->type == NBD_CMD_WRITE_ZEROES ? ENOSPC : EINVAL;
+    if (e->consistent_only && repl_local_disk() == DS_INCONSISTENT)
+        return EIO; /* mid-sync: a mix of old and new blocks is no answer */
     return 0;
 }
 

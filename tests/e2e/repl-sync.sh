@@ -66,9 +66,20 @@ log "--resync-rate 40M: a 192 MiB sync takes its time"
 rm -f "$T/s1.img"
 new_disk "$T/s1.img" 192M
 start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --resync-rate 40M
-start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789
+start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 --nbd "unix:$T/s1.sock"
 sleep 1.5
 "$NBDM" status --control "$T/p.ctl"
+# mid-sync, the secondary's export refuses reads: its disk is a mix
+"$PY" - "nbd+unix:///?socket=$T/s1.sock" <<'PY'
+import errno, nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+try:
+    h.pread(4096, 0)
+    raise SystemExit("read from an Inconsistent secondary succeeded")
+except nbd.Error as e:
+    assert e.errnum == errno.EIO, e
+    print("read refused while Inconsistent")
+PY
 status_json p | "$PY" -c '
 import json, sys; p = json.load(sys.stdin)["peers"][0]
 assert p["replication"] == "SyncSource" and p["peer_disk"] == "Inconsistent", p
@@ -79,6 +90,8 @@ status_json s1 | "$PY" -c '
 import json, sys; s = json.load(sys.stdin)
 assert s["disk"] == "Inconsistent" and s["peers"][0]["replication"] == "SyncTarget", s'
 wait_uptodate
+nbdcopy "nbd+unix:///?socket=$T/s1.sock" "$T/s1.copy" || fail "reads after the sync"
 stop_node p
 stop_node s1
 data_equal "$T/p.img" "$T/s1.img" || fail "differ after the rate-limited sync"
+cmp -n "$DATA_SIZE" "$T/p.img" "$T/s1.copy" || fail "the secondary's export serves other data"
