@@ -4,6 +4,7 @@ Every case must get the right error or a dropped connection; the daemon must
 stay up with bounded memory. Usage: abuse.py SOCKET SERVER_PID"""
 import errno, os, random, socket, struct, sys, time
 import nbd
+from nbdtest import closed
 
 SOCK, PID = sys.argv[1], int(sys.argv[2])
 NBDMAGIC, IHAVEOPT, REPMAGIC = 0x4E42444D41474943, 0x49484156454F5054, 0x3E889045565A9
@@ -33,18 +34,6 @@ def recvn(s, n):
             raise EOFError(f"closed after {len(b)} of {n} bytes")
         b += c
     return b
-
-def closed(s, timeout=5):
-    """True if the server closes the connection (EOF or reset) in time."""
-    s.settimeout(timeout)
-    try:
-        while True:
-            if not s.recv(65536):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
 
 def greet(s, flags=3):
     magic, opt, hflags = struct.unpack(">QQH", recvn(s, 18))

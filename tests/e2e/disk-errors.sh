@@ -51,21 +51,14 @@ mount -o loop "$T/fs.img" "$T/small"
 on_exit 'mountpoint -q "$T/small" && umount "$T/small"'
 new_disk "$T/small/disk" 64M
 start_server "$T/small/disk"
-"$PY" - "$URI" <<'PY'
-import errno, nbd, os, sys
+"$PY" - "$URI" "$(dirname "$0")" <<'PY'
+import nbd, os, sys
+sys.path.insert(0, sys.argv[2])
+from nbdtest import fill_until_enospc
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
 first = os.urandom(1 << 20)
 h.pwrite(first, 0)
-off, err = 1 << 20, None
-while off < h.get_size() - (1 << 20):
-    try:
-        h.pwrite(os.urandom(1 << 20), off)
-    except nbd.Error as e:
-        err = e
-        break
-    off += 1 << 20
-assert err is not None and err.errnum == errno.ENOSPC, err
-print(f"ENOSPC after {off >> 20} MiB")
+off = fill_until_enospc(h, 1 << 20)
 assert h.pread(1 << 20, 0) == first, "earlier data must survive a full disk"
 h.trim(off - (4 << 20), 4 << 20)  # frees blocks of the sparse file
 h.pwrite(b"\x33" * 65536, off - (4 << 20))

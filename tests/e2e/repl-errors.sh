@@ -15,19 +15,12 @@ new_disk "$T/small/p.img" 64M --skip-initial-sync
 start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789
 start_node p p "$T/small/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C
 wait_peers p 1
-"$PY" - "$URI" <<'PY'
-import errno, nbd, os, sys
+"$PY" - "$URI" "$(dirname "$0")" <<'PY'
+import nbd, sys
+sys.path.insert(0, sys.argv[2])
+from nbdtest import fill_until_enospc
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
-off, err = 0, None
-while off < h.get_size() - (1 << 20):
-    try:
-        h.pwrite(os.urandom(1 << 20), off)
-    except nbd.Error as e:
-        err = e
-        break
-    off += 1 << 20
-assert err is not None and err.errnum == errno.ENOSPC, err
-print(f"ENOSPC after {off >> 20} MiB")
+fill_until_enospc(h, 0)
 h.shutdown()
 PY
 grep -q "failed here after it was sent; syncing the peer again" "$T/p.log" || { cat "$T/p.log"; fail "no resync after the local failure"; }

@@ -2,6 +2,7 @@
 connection closes) and the daemon stays up with bounded memory.
 Usage: repl_abuse.py HOST PORT PID DATA_SIZE"""
 import os, socket, struct, sys, time
+from nbdtest import closed
 
 HOST, PORT, PID, SIZE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 failures = []
@@ -26,17 +27,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         failures.append(what)
-
-def closed(s, timeout=5):
-    s.settimeout(timeout)
-    try:
-        while True:
-            if not s.recv(65536):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
 
 def conn():
     s = socket.create_connection((HOST, PORT), timeout=5)
