@@ -84,7 +84,6 @@ void bufpool_init(size_t budget_bytes);
  * budget is spent (the caller waits for buffers to come back). */
 void *buf_get(uint32_t len);
 void buf_put(void *p, uint32_t len);
-size_t bufpool_in_use(void);
 
 /* ---- event loop: epoll, level triggered, one loop per thread ---- */
 struct handler {

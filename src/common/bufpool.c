@@ -15,7 +15,6 @@ static size_t cached[NCLASS]; /* bytes sitting in each free list */
 static size_t budget = 512u << 20, in_use;
 
 void bufpool_init(size_t budget_bytes) { budget = budget_bytes; }
-size_t bufpool_in_use(void) { return in_use; }
 
 static int class_of(uint32_t len)
 {
