@@ -25,7 +25,10 @@
 #define META_F_SKIP_SYNC (1u << 1) /* created with --skip-initial-sync */
 
 /* A disk's state, as DRBD names them; persisted so a restart knows it. */
-enum disk_state { DS_UNKNOWN = 0, DS_INCONSISTENT, DS_OUTDATED, DS_UPTODATE };
+enum disk_state { DS_UNKNOWN = 0, DS_INCONSISTENT, DS_OUTDATED, DS_UPTODATE,
+                  /* in memory only: the disk failed an I/O (or its metadata
+                   * could not be written); persisted as Inconsistent */
+                  DS_FAILED };
 
 struct meta {
     uint32_t version;

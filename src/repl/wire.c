@@ -96,6 +96,6 @@ int repl_decode_hello(const uint8_t *p, uint32_t len, struct repl_hello *h, cons
 
 const char *disk_state_name(enum disk_state s)
 {
-    static const char *names[] = { "Unknown", "Inconsistent", "Outdated", "UpToDate" };
-    return s <= DS_UPTODATE ? names[s] : "Unknown";
+    static const char *names[] = { "Unknown", "Inconsistent", "Outdated", "UpToDate", "Failed" };
+    return s <= DS_FAILED ? names[s] : "Unknown";
 }
