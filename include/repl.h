@@ -29,7 +29,9 @@ enum repl_type {
     RT_ZERO,        /* flags: RF_NO_HOLE */
     RT_BARRIER,     /* closes `epoch`: everything before it is on disk before the ack */
     RT_ACK_RECV,    /* protocol B: seq arrived */
-    RT_ACK_WRITE,   /* seq is on the peer's disk; aux = errno or 0 */
+    RT_ACK_WRITE,   /* seq is on the peer's disk; aux = errno or 0; epoch = its
+                     * byte count; flags = the acked frame's type << 8, plus
+                     * RF_RESYNC if it was full-sync data */
     RT_BARRIER_ACK, /* the barrier's epoch is flushed; aux = errno or 0 */
     RT_PING,
     RT_PONG,
@@ -79,7 +81,11 @@ struct peer_status {
     const char *replication; /* Off / Established / SyncSource / SyncTarget */
     const char *peer_disk;
     char protocol;
+    /* client write data bytes (no headers, no sync data); trim and zero
+     * ranges confirmed by the peer; replicated client requests */
     uint64_t sent_bytes, acked_bytes, received_bytes, sent_requests, acked_requests;
+    uint64_t trimmed_bytes, zeroed_bytes;
+    char last_error[128];    /* "" if none */
     uint64_t inflight, out_of_sync_bytes;
     uint64_t resync_sent_bytes, resync_eta_s, resync_bytes_per_s;
     int resync_percent;      /* -1: no sync running */

@@ -38,6 +38,26 @@ struct nm_req {
     uint32_t queued_peers; /* peers whose send queue still points at buf */
     bool local_done;       /* the local disk has finished (err says how) */
     bool released;         /* the front end is done; free once queued_peers is 0 */
+    uint64_t stream_off;   /* the range streamed to peers: a trim's is what */
+    uint32_t stream_len;   /* the local disk really trimmed */
+
+    /* overlapping writes (src/req/conflict.c) */
+    struct nm_req *ov_prev, *ov_next;
+    bool ov_active;        /* counted as in flight */
 };
+
+/* ---- overlapping writes (src/req/conflict.c) ----
+ * A write, trim or zero write that overlaps one in flight waits until that
+ * one is done on the local disk, so the local disk and every peer (which
+ * apply overlapping writes in stream order) see them in the same order. */
+/* grain: ranges are widened to it (the O_DIRECT block size; 1 if buffered). */
+void req_conflict_init(unsigned grain);
+/* True: r is in flight from now on. False: r waits (linked through r->next)
+ * and is handed back by req_conflict_resume once it may try again. */
+bool req_write_begin(struct nm_req *r);
+/* r is done on the local disk (successfully or not). */
+void req_write_end(struct nm_req *r);
+bool req_conflict_pending(void); /* waiters may go: call req_conflict_resume */
+void req_conflict_resume(void (*resume)(struct nm_req *r));
 
 #endif

@@ -108,7 +108,8 @@ static size_t report(const char *cmd, char *b, size_t cap)
                 "\"acked_bytes\":%llu,\"received_bytes\":%llu,\"sent_requests\":%llu,"
                 "\"acked_requests\":%llu,\"inflight\":%llu,\"out_of_sync_bytes\":%llu,"
                 "\"resync_sent_bytes\":%llu,\"resync_percent\":%s,\"resync_eta_s\":%s,"
-                "\"resync_bytes_per_s\":%llu}",
+                "\"resync_bytes_per_s\":%llu,\"trimmed_bytes\":%llu,\"zeroed_bytes\":%llu,"
+                "\"last_error\":\"%s\"}",
                 i ? "," : "", ps[i].address, ps[i].connection, ps[i].replication,
                 ps[i].peer_disk, ps[i].protocol ? ps[i].protocol : '-',
                 (unsigned long long)ps[i].sent_bytes, (unsigned long long)ps[i].acked_bytes,
@@ -116,7 +117,9 @@ static size_t report(const char *cmd, char *b, size_t cap)
                 (unsigned long long)ps[i].acked_requests, (unsigned long long)ps[i].inflight,
                 (unsigned long long)ps[i].out_of_sync_bytes,
                 (unsigned long long)ps[i].resync_sent_bytes, pct[i], eta[i],
-                (unsigned long long)ps[i].resync_bytes_per_s);
+                (unsigned long long)ps[i].resync_bytes_per_s,
+                (unsigned long long)ps[i].trimmed_bytes, (unsigned long long)ps[i].zeroed_bytes,
+                ps[i].last_error);
         if (n < cap)
             n += snprintf(b + n, cap - n, "]}\n");
         return n < cap ? n : cap - 1;
@@ -155,6 +158,11 @@ static size_t report(const char *cmd, char *b, size_t cap)
                               ps[i].resync_percent, ps[i].resync_sent_bytes / 1048576.0,
                               ps[i].resync_bytes_per_s / 1048576.0,
                               (unsigned long long)ps[i].resync_eta_s);
+            if ((ps[i].trimmed_bytes || ps[i].zeroed_bytes) && n < cap)
+                n += snprintf(b + n, cap - n, "    trimmed %.1f MiB, zeroed %.1f MiB\n",
+                              ps[i].trimmed_bytes / 1048576.0, ps[i].zeroed_bytes / 1048576.0);
+            if (ps[i].last_error[0] && n < cap)
+                n += snprintf(b + n, cap - n, "    last error: %s\n", ps[i].last_error);
         }
         return n < cap ? n : cap - 1;
     }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "nbd-int.h"
+#include "repl.h"
 
 #define MAX_CONNS 1024
 #define SHUTDOWN_GRACE_MS 5000
@@ -324,6 +325,9 @@ int nbd_server_start(const struct nbd_export *exp, int listen_fd)
 {
     srv.exp = exp;
     srv.listen_fd = listen_fd;
+    /* O_DIRECT: a partial block is a read-modify-write somewhere, so writes
+     * sharing a block (or a page) are treated as overlapping */
+    req_conflict_init(exp->disk->direct ? (exp->disk->align > 4096 ? exp->disk->align : 4096) : 1);
     srv.h_listen.fn = on_listen;
     return loop_add(listen_fd, EPOLLIN, &srv.h_listen);
 }
@@ -349,7 +353,7 @@ void nbd_server_shutdown(void)
     }
 }
 
-bool nbd_server_busy(void) { return srv.dirty || srv.resume_all; }
+bool nbd_server_busy(void) { return srv.dirty || srv.resume_all || req_conflict_pending(); }
 
 bool nbd_server_done(void)
 {
@@ -360,6 +364,8 @@ void nbd_server_tick(void)
 {
     uint64_t now = now_ms();
 
+    /* Writes that waited for an overlapping one try again. */
+    req_conflict_resume(nbd_req_resume);
     /* Connections that were waiting for slots or buffers try again. */
     if (srv.resume_all) {
         srv.resume_all = false;

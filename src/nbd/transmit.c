@@ -11,7 +11,7 @@
 #include "nbd-int.h"
 #include "repl.h"
 
-enum { STEP_MAIN, STEP_ZERO_FILL, STEP_FUA };
+enum { STEP_MAIN, STEP_ZEROOUT, STEP_ZERO_FILL, STEP_FUA };
 
 #define ZERO_CHUNK (1u << 20)
 #define MAX_EXTENTS 256
@@ -73,6 +73,7 @@ static void fail(struct conn *c, struct nm_req *r, int err)
 /* The local disk is done; the reply may still wait for peers. */
 static void local_done(struct conn *c, struct nm_req *r, int err)
 {
+    req_write_end(r); /* overlapping writes waiting for this one may go */
     if (r->seq)
         repl_local_done(r);
     if (r->seq && err)
@@ -87,6 +88,11 @@ void nbd_req_peers_done(struct nm_req *r)
 {
     if (r->local_done)
         reply(r->conn, r);
+}
+
+static bool is_write(const struct nm_req *r)
+{
+    return r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM || r->type == NBD_CMD_WRITE_ZEROES;
 }
 
 void nbd_req_resume(struct nm_req *r)
@@ -156,10 +162,14 @@ static void submit_zeroes(struct nm_req *r)
 }
 
 /* A fast zero may be refused by the local disk (ENOTSUP), and then must not
- * have happened on any peer either: it is streamed after it succeeded here. */
+ * have happened on any peer either: it is streamed after it succeeded here.
+ * So is a trim: only what this disk really trimmed (it then reads zeroes)
+ * goes to the peers, which make it read zeroes too; a trim this disk cannot
+ * do is done nowhere, and the disks stay equal. */
 static bool stream_later(const struct nm_req *r)
 {
-    return r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO);
+    return (r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO)) ||
+           r->type == NBD_CMD_TRIM;
 }
 
 static void start(struct conn *c, struct nm_req *r)
@@ -169,9 +179,13 @@ static void start(struct conn *c, struct nm_req *r)
 
     if (srv.exp->replicate && !repl_may_start(r))
         return; /* a full sync is copying this range; nbd_req_resume() brings it back */
+    if (is_write(r) && !req_write_begin(r))
+        return; /* overlaps a write in flight; req_conflict_resume() brings it back */
 
     r->step = STEP_MAIN;
     r->done = 0;
+    r->stream_off = r->offset;
+    r->stream_len = r->len;
     switch (r->type) {
     case NBD_CMD_READ:
         srv.stats.reads++;
@@ -193,6 +207,12 @@ static void start(struct conn *c, struct nm_req *r)
     case NBD_CMD_TRIM:
         srv.stats.trims++;
         disk_trim_cmd(d, &r->io, r->offset, r->len);
+        r->stream_off = r->io.off; /* on a device: the aligned part */
+        r->stream_len = r->io.len;
+        if (r->io.len == 0) {
+            local_done(c, r, 0); /* nothing whole to trim: a no-op everywhere */
+            return;
+        }
         submit_cmd(r);
         break;
     case NBD_CMD_WRITE_ZEROES:
@@ -204,7 +224,6 @@ static void start(struct conn *c, struct nm_req *r)
      * failed before any I/O; a fast zero only once it worked here) */
     if (srv.exp->replicate && r->type != NBD_CMD_READ && !r->local_done && !stream_later(r))
         repl_submit(r);
-    (void)c;
 }
 
 static void req_done(struct io_cmd *cmd, int res)
@@ -214,18 +233,25 @@ static void req_done(struct io_cmd *cmd, int res)
 
     if (res < 0) {
         int err = -res;
-        if (r->type == NBD_CMD_TRIM && (err == EOPNOTSUPP || err == EINVAL)) {
-            res = 0; /* trim is advisory: a disk that cannot discard has done its part */
-        } else if (r->type == NBD_CMD_WRITE_ZEROES && r->step == STEP_MAIN &&
+        if (r->type == NBD_CMD_TRIM && r->step == STEP_MAIN && (err == EOPNOTSUPP || err == EINVAL)) {
+            /* trim is advisory: a disk that cannot trim has done its part,
+             * and since nothing changed here, nothing is streamed */
+            local_done(c, r, 0);
+            return;
+        } else if (r->type == NBD_CMD_WRITE_ZEROES &&
+                   (r->step == STEP_MAIN || r->step == STEP_ZEROOUT) &&
                    (err == EOPNOTSUPP || err == EINVAL)) {
             if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
                 local_done(c, r, ENOTSUP);
                 return;
             }
-            if (srv.exp->disk->is_blockdev)
-                submit_io(r, IO_ZEROOUT, srv.exp->disk->fd, NULL, r->len, r->offset, 0);
-            else
-                submit_zero_fill(r);
+            if (srv.exp->disk->is_blockdev && r->step == STEP_MAIN) {
+                disk_zero_cmd(srv.exp->disk, &r->io, r->offset, r->len, true);
+                r->step = STEP_ZEROOUT;
+                submit_cmd(r);
+            } else {
+                submit_zero_fill(r); /* the last resort: writing zeroes */
+            }
             return;
         } else {
             static struct ratelimit rl;
@@ -244,14 +270,14 @@ static void req_done(struct io_cmd *cmd, int res)
             return;
         }
     }
+    if (srv.exp->replicate && stream_later(r) && !r->seq && r->step != STEP_FUA)
+        repl_submit(r); /* it worked here: now the peers (before our FUA flush) */
     /* WRITE with FUA used RWF_DSYNC; others that change data flush after. */
     if (r->step != STEP_FUA && (r->flags & NBD_CMD_FLAG_FUA) &&
         (r->type == NBD_CMD_TRIM || r->type == NBD_CMD_WRITE_ZEROES)) {
         submit_flush(r);
         return;
     }
-    if (srv.exp->replicate && stream_later(r) && !r->seq)
-        repl_submit(r);
     local_done(c, r, 0);
 }
 
@@ -346,7 +372,7 @@ static struct nm_req *take_slot(struct conn *c)
     r->buf_len = r->buf_cap = 0;
     r->seq = 0;
     r->wait_peers = r->queued_peers = 0;
-    r->local_done = r->released = false;
+    r->local_done = r->released = r->ov_active = false;
     return r;
 }
 

@@ -5,7 +5,9 @@
  * per protocol: A for nothing more than the queueing, B for every connected
  * peer's ACK_RECV, C for every connected peer's ACK_WRITE (and for FLUSH,
  * its BARRIER_ACK). A peer that drops or stops answering within the timeout
- * leaves the wait sets and is marked Outdated; it is redialled with backoff. */
+ * leaves the wait sets and is marked Outdated; it is redialled with backoff.
+ * A peer whose disk fails a replicated write or flush is dropped the same
+ * way and marked Failed: it is synced again when it comes back. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #define SQ_BYTES_MAX (64u << 20)  /* a peer further behind than this is dropped */
 #define TABLE       (1u << 17)    /* requests waiting for acks, by seq */
 #define RETRY_MAX_MS 5000
+#define HELLO_TIMEOUT_MS 5000     /* a connection must say HELLO within this */
 #define MAX_IOV     256
 
 struct sq_item {
@@ -44,10 +47,12 @@ struct peer {
     int fd;
     uint32_t events;             /* what epoll watches now */
     enum pconn st;
-    uint64_t next_try, backoff, last_rx, last_tx;
+    uint64_t next_try, backoff, last_rx, last_tx, born;
     struct repl_hello remote;
     enum disk_state peer_disk;
     bool missed;                 /* dropped while writes went on: needs a full sync */
+    bool failed;                 /* its disk failed: no quick redial until a sync works */
+    char last_error[128];
     struct sq_item *sq;
     unsigned sq_head, sq_count;
     size_t sq_off;               /* bytes of the head item already sent */
@@ -58,7 +63,9 @@ struct peer {
     struct resync rs;            /* SyncSource while rs.active */
     uint64_t clean_seq;          /* the RF_CLEAN barrier of a clean stop */
     bool clean_acked;
-    uint64_t sent_bytes, acked_bytes, sent_reqs, acked_reqs;
+    /* status: client write data bytes, trim and zero ranges, requests */
+    uint64_t sent_bytes, acked_bytes, trimmed_bytes, zeroed_bytes, sent_reqs, acked_reqs;
+    uint64_t unacked;            /* frames sent that await their ACK_WRITE */
 };
 
 static struct {
@@ -103,7 +110,8 @@ static void frame(struct peer *p, struct sq_item *it, uint8_t type, uint16_t fla
     struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch,
                           .len = extra_len + data_len };
     repl_encode_hdr(it->hdr, &h);
-    memcpy(it->hdr + REPL_HDR, extra, extra_len);
+    if (extra_len)
+        memcpy(it->hdr + REPL_HDR, extra, extra_len);
     it->hdr_len = REPL_HDR + extra_len;
     it->data_len = data_len;
     p->sq_bytes += it->hdr_len + data_len;
@@ -156,6 +164,7 @@ static void peer_drop(struct peer *p, const char *why)
         p->sq_count--;
     }
     p->sq_off = p->sq_bytes = 0;
+    p->unacked = 0; /* whatever was in flight there is lost with the link */
     for (unsigned i = 0; i < TABLE && p->waiting; i++)
         if (P.table[i])
             stop_waiting(p, P.table[i]);
@@ -202,10 +211,13 @@ static void peer_send(struct peer *p)
             if (left < sz)
                 break;
             left -= sz;
-            p->sent_bytes += sz;
             p->sq_bytes -= sz;
             if (it->r || it->chunk)
-                p->sent_reqs++; /* each is answered by one ACK_WRITE */
+                p->unacked++; /* each is answered by one ACK_WRITE */
+            if (it->r) {
+                p->sent_reqs++;
+                p->sent_bytes += it->data_len;
+            }
             if (it->chunk)
                 resync_chunk_done(it->chunk, true);
             unqueue(p, it->r);
@@ -261,25 +273,21 @@ void repl_submit(struct nm_req *r)
     r->seq = ++P.seq;
     r->epoch = P.epoch;
     r->wait_peers = r->queued_peers = 0;
-    put_be64(extra, r->offset);
+    put_be64(extra, r->stream_off);
     switch (r->type) {
     case NBD_CMD_WRITE:
         type = RT_WRITE;
         data_len = r->len;
-        if (r->flags & NBD_CMD_FLAG_FUA) {
-            flags = RF_FUA;
-            barrier = true; /* FUA orders like a flush */
-        }
         break;
     case NBD_CMD_TRIM:
         type = RT_TRIM;
-        put_be32(extra + 8, r->len);
+        put_be32(extra + 8, r->stream_len);
         elen = 12;
         break;
     case NBD_CMD_WRITE_ZEROES:
         type = RT_ZERO;
         flags = (r->flags & NBD_CMD_FLAG_NO_HOLE) ? RF_NO_HOLE : 0;
-        put_be32(extra + 8, r->len);
+        put_be32(extra + 8, r->stream_len);
         elen = 12;
         break;
     case NBD_CMD_FLUSH:
@@ -287,6 +295,10 @@ void repl_submit(struct nm_req *r)
         break;
     default:
         return;
+    }
+    if (type != RT_BARRIER && (r->flags & NBD_CMD_FLAG_FUA)) {
+        flags |= RF_FUA;  /* durable on the peer before it acknowledges */
+        barrier = true;   /* and it orders like a flush */
     }
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct peer *p = &P.peers[i];
@@ -346,32 +358,50 @@ bool repl_may_start(struct nm_req *r)
 
 /* ---- acknowledgements ---- */
 
+/* The peer's disk failed a write or a flush: it no longer holds what we
+ * hold. It leaves every wait set now (as on a timeout: the client's request
+ * succeeds on our disk alone), and is shown Failed until it comes back and a
+ * full sync succeeds; meanwhile it is redialled slowly. */
+static void peer_failed(struct peer *p, const char *what, int err)
+{
+    snprintf(p->last_error, sizeof p->last_error, "its disk failed a %s: %s", what, strerror(err));
+    log_err("peer %s: %s; dropping it from the replication set until a full sync", p->addr,
+            p->last_error);
+    peer_drop(p, NULL);
+    p->failed = p->missed = true;
+    p->peer_disk = DS_FAILED;
+    p->backoff = RETRY_MAX_MS;
+    p->next_try = now_ms() + RETRY_MAX_MS;
+}
+
 static void on_ack(struct peer *p, const struct repl_hdr *h)
 {
     struct nm_req *r = P.table[h->seq % TABLE];
 
-    if (h->type == RT_ACK_WRITE || h->type == RT_ACK_RECV) {
-        if (h->type == RT_ACK_WRITE) {
-            p->acked_bytes += h->epoch; /* acks carry their byte count there */
-            p->acked_reqs++;
-        }
-        static struct ratelimit rl;
-        if (h->aux && log_ratelimit(&rl))
-            log_err("peer %s: its disk failed a replicated write: %s", p->addr, strerror(h->aux));
-        if (h->aux) {
-            p->peer_disk = DS_INCONSISTENT;
-            p->missed = true;
-        }
+    if (h->aux && (h->type == RT_ACK_WRITE || h->type == RT_BARRIER_ACK)) {
+        peer_failed(p, h->type == RT_BARRIER_ACK ? "flush" : "write", h->aux);
+        return;
     }
-    if (h->type == RT_BARRIER_ACK && p->rs.active && h->seq == p->rs.done_seq && h->aux) {
-        log_err("peer %s: could not flush the end of its full sync: %s", p->addr, strerror(h->aux));
-        resync_abort(&p->rs); /* missed stays set: synced again at its next connect */
-        p->missed = true;
+    if (h->type == RT_ACK_WRITE) {
+        /* acks say what they confirm: type in the high byte of flags */
+        uint8_t what = h->flags >> 8;
+        if (p->unacked)
+            p->unacked--;
+        if (!(h->flags & RF_RESYNC)) {
+            p->acked_reqs++;
+            if (what == RT_WRITE)
+                p->acked_bytes += h->epoch; /* byte count */
+            else if (what == RT_TRIM)
+                p->trimmed_bytes += h->epoch;
+            else if (what == RT_ZERO)
+                p->zeroed_bytes += h->epoch;
+        }
     }
     if (h->type == RT_BARRIER_ACK && p->rs.active && h->seq == p->rs.done_seq) {
         uint64_t ms = now_ms() - p->rs.start_ms + 1;
         resync_abort(&p->rs); /* finished: nothing is locked any more */
-        p->missed = false;
+        p->missed = p->failed = false;
+        p->backoff = 100;
         p->peer_disk = DS_UPTODATE;
         log_info("peer %s: full sync done, %llu MiB in %.1f s (%.0f MiB/s); UpToDate", p->addr,
                  (unsigned long long)(p->rs.sent >> 20), ms / 1000.0,
@@ -415,7 +445,8 @@ static void peer_hello(struct peer *p, const struct repl_hdr *h, const uint8_t *
         }
     }
     p->st = PC_UP;
-    p->backoff = 100;
+    if (!p->failed)
+        p->backoff = 100;
     p->peer_disk = p->missed ? DS_OUTDATED : (enum disk_state)p->remote.disk_state;
     log_info("peer %s: connected (protocol %c, its disk %s%s)", p->addr, P.cfg.protocol,
              disk_state_name(p->peer_disk), p->missed ? ": it missed writes" : "");
@@ -455,6 +486,8 @@ static void peer_read(struct peer *p)
             } else if (h.type == RT_ACK_RECV || h.type == RT_ACK_WRITE ||
                        h.type == RT_BARRIER_ACK) {
                 on_ack(p, &h);
+                if (p->st != PC_UP)
+                    return; /* dropped: its buffer is gone */
             } else if (h.type != RT_PONG) {
                 peer_drop(p, "unexpected frame from a secondary");
                 return;
@@ -513,7 +546,7 @@ static void peer_attach(struct peer *p, int fd, bool connecting)
     p->fd = fd;
     p->st = connecting ? PC_CONNECTING : PC_HELLO;
     p->in_len = 0;
-    p->last_rx = p->last_tx = now_ms();
+    p->last_rx = p->last_tx = p->born = now_ms();
     p->h.fn = on_peer;
     if (!p->sq && !(p->sq = calloc(SQ_MAX, sizeof *p->sq))) {
         close(fd);
@@ -535,10 +568,20 @@ static void on_listen(struct handler *h, uint32_t ev)
         int fd = accept4(P.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        struct peer *p = NULL;
-        for (int i = 0; i < REPL_MAX_PEERS && !p; i++)
-            if (!P.peers[i].used)
-                p = &P.peers[i];
+        struct peer *p = NULL, *oldest = NULL;
+        for (int i = 0; i < REPL_MAX_PEERS && !p; i++) {
+            struct peer *q = &P.peers[i];
+            if (!q->used)
+                p = q;
+            else if (!q->dial && q->st == PC_HELLO && (!oldest || q->born < oldest->born))
+                oldest = q;
+        }
+        if (!p && oldest) {
+            /* full: whoever has been silent in its handshake longest makes
+             * room, so idle strangers cannot lock the real peers out */
+            peer_drop(oldest, "handshake not completed; its place is needed");
+            p = oldest->used ? NULL : oldest;
+        }
         if (!p) {
             close(fd);
             continue;
@@ -618,6 +661,10 @@ void primary_tick(void)
             peer_drop(p, "no answer within the timeout");
             continue;
         }
+        if (p->st != PC_UP && now - p->born > HELLO_TIMEOUT_MS) {
+            peer_drop(p, "no HELLO within 5 s");
+            continue;
+        }
         if (p->st == PC_UP && now - p->last_tx > P.cfg.timeout_ms / 4 && !p->sq_count) {
             frame(p, sq_push(p), RT_PING, 0, 0, 0, NULL, 0, 0);
         }
@@ -655,9 +702,12 @@ int primary_status(struct peer_status *out, int max)
         s->protocol = P.cfg.protocol;
         s->sent_bytes = p->sent_bytes;
         s->acked_bytes = p->acked_bytes;
+        s->trimmed_bytes = p->trimmed_bytes;
+        s->zeroed_bytes = p->zeroed_bytes;
         s->sent_requests = p->sent_reqs;
         s->acked_requests = p->acked_reqs;
-        s->inflight = p->sent_reqs - p->acked_reqs;
+        s->inflight = p->unacked;
+        snprintf(s->last_error, sizeof s->last_error, "%s", p->last_error);
         s->out_of_sync_bytes = p->missed || p->peer_disk != DS_UPTODATE ? P.self.data_size : 0;
         s->resync_percent = -1;
         if (p->rs.active) {

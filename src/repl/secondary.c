@@ -4,7 +4,13 @@
  * still in flight waits for it (sequence order). A BARRIER waits until every
  * earlier write is done, flushes, and is acknowledged before anything after
  * it starts: so the disk always holds a state the primary's disk passed
- * through at some barrier. Waiting stops reading; TCP pushes back. */
+ * through at some barrier. Waiting stops reading; TCP pushes back.
+ *
+ * A write, trim, zero or flush that fails here makes the disk Failed: it is
+ * recorded Inconsistent before anything further is acknowledged, the error
+ * goes back to the primary (which drops us), and only a full sync that runs
+ * from start to end without an error makes it UpToDate again. A trim is made
+ * to read zeroes, as it does on the primary, so both disks stay equal. */
 #include <errno.h>
 #include <linux/fs.h>
 #include <stddef.h>
@@ -24,14 +30,17 @@
 #define MAX_OPS  256
 #define MAX_LINKS 8
 #define RETRY_MAX_MS 5000
+#define HELLO_TIMEOUT_MS 5000 /* a connection must say HELLO within this */
+#define ZERO_BUF (1u << 20)
 
 struct link;
+enum { OP_MAIN, OP_ZEROOUT, OP_ZERO_FILL, OP_FUA };
 struct op {
     struct io_cmd io;
     struct link *l;
     uint64_t seq, off;
-    uint32_t len;
-    uint8_t type;
+    uint32_t len, done;
+    uint8_t type, step;
     uint16_t flags;
     uint8_t *buf;
     bool busy;
@@ -41,6 +50,8 @@ struct link {
     struct handler h;
     int fd;
     bool dead, established, connecting;
+    bool clean_stop;          /* the primary said it stops cleanly */
+    uint64_t born;
     uint32_t events;          /* what epoll watches now */
     int dial;                 /* index into dial[], or -1 for accepted */
     char addr[128];
@@ -58,7 +69,7 @@ struct link {
     struct op ops[MAX_OPS];
     struct op barrier;
     struct repl_hello remote;
-    uint64_t rx_bytes, acked_bytes, acked_reqs;
+    uint64_t rx_bytes, acked_bytes, trimmed_bytes, zeroed_bytes, acked_reqs;
 };
 
 static struct {
@@ -68,23 +79,53 @@ static struct {
     struct link *links[MAX_LINKS];
     char **dial;
     int ndial;
-    uint64_t next_dial[8], backoff[8];
-    bool dial_busy[8];
+    uint64_t next_dial[REPL_MAX_PEERS], backoff[REPL_MAX_PEERS];
+    bool dial_busy[REPL_MAX_PEERS];
     enum disk_state disk;     /* as status shows it; the metadata may say less */
     bool syncing;             /* SyncTarget */
+    bool sync_failed;         /* an I/O failed since the sync started */
+    bool meta_failed;         /* the metadata cannot be written: no replication */
     uint64_t resync_rx;
 } S = { .lfd = -1 };
 
+static void link_kill(struct link *l, const char *why);
+
 /* Records the disk's state durably: after a crash the node must come back
- * knowing whether it is behind (Outdated) or half-synced (Inconsistent). */
-static void persist(enum disk_state st)
+ * knowing whether it is behind (Outdated) or half-synced (Inconsistent).
+ * If that cannot be written, nothing more may be acknowledged: a crash would
+ * bring the node back believing more than is true. So the disk is Failed,
+ * every link closes and none is accepted until a restart. Returns 0 or -1. */
+static int persist(enum disk_state st)
 {
+    if (S.meta_failed)
+        return -1;
     if (!S.self.meta || S.self.meta->disk_state == (uint32_t)st)
-        return;
+        return 0;
+    uint32_t old = S.self.meta->disk_state;
     S.self.meta->disk_state = st;
     int r = meta_save(S.self.meta_fd, S.self.meta);
-    if (r < 0)
-        log_err("cannot record disk state %s in the metadata: %s", disk_state_name(st), strerror(-r));
+    if (r == 0)
+        return 0;
+    S.self.meta->disk_state = old;
+    S.meta_failed = true;
+    S.disk = DS_FAILED;
+    log_err("cannot write the metadata (disk state %s): %s; disk Failed, replication stops "
+            "until nbdmirror is restarted", disk_state_name(st), strerror(-r));
+    for (int i = 0; i < MAX_LINKS; i++)
+        if (S.links[i])
+            link_kill(S.links[i], "the metadata cannot be written");
+    return -1;
+}
+
+/* A replicated write, trim, zero or flush failed: the disk no longer holds
+ * what the primary holds. Recorded before anything else is acknowledged. */
+static int disk_failed(void)
+{
+    S.sync_failed = true;
+    if (S.disk == DS_FAILED)
+        return S.meta_failed ? -1 : 0;
+    S.disk = DS_FAILED;
+    return persist(DS_INCONSISTENT);
 }
 
 enum disk_state secondary_disk(void) { return S.disk; }
@@ -103,7 +144,7 @@ static void link_kill(struct link *l, const char *why)
     close(l->fd);
     l->dead = true;
     if (l->established) {
-        if (S.disk == DS_UPTODATE)
+        if (S.disk == DS_UPTODATE && !l->clean_stop)
             S.disk = DS_OUTDATED; /* the primary goes on without us */
         if (S.syncing)
             log_warn("full sync interrupted; the disk stays Inconsistent until it completes");
@@ -115,10 +156,13 @@ static void link_kill(struct link *l, const char *why)
     }
 }
 
-static void out_frame(struct link *l, uint8_t type, uint64_t seq, uint32_t epoch, uint32_t aux,
-                      const void *pay, uint32_t len)
+static void out_frame(struct link *l, uint8_t type, uint16_t flags, uint64_t seq, uint32_t epoch,
+                      uint32_t aux, const void *pay, uint32_t len)
 {
-    struct repl_hdr h = { .type = type, .seq = seq, .epoch = epoch, .aux = aux, .len = len };
+    struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch, .aux = aux,
+                          .len = len };
+    if (l->dead)
+        return;
     if (l->out_off == l->out_len)
         l->out_off = l->out_len = 0;
     if (l->out_len + REPL_HDR + len > OUT_CAP) { /* cannot happen: parsing stops first */
@@ -126,18 +170,22 @@ static void out_frame(struct link *l, uint8_t type, uint64_t seq, uint32_t epoch
         return;
     }
     repl_encode_hdr(l->out + l->out_len, &h);
-    memcpy(l->out + l->out_len + REPL_HDR, pay, len);
+    if (len)
+        memcpy(l->out + l->out_len + REPL_HDR, pay, len);
     l->out_len += REPL_HDR + len;
 }
 
 static void send_hello(struct link *l)
 {
+    /* the disk as it is now, not as it was at start: a node dropped while
+     * writes went on is Outdated, a failed one Inconsistent */
     struct repl_hello h = { .data_size = S.self.data_size, .node_id = S.self.node_id,
                             .current_gen = S.self.current_gen, .block_size = 4096,
-                            .role = ROLE_SECONDARY, .disk_state = S.self.disk };
+                            .role = ROLE_SECONDARY,
+                            .disk_state = S.disk == DS_FAILED ? DS_INCONSISTENT : S.disk };
     uint8_t p[REPL_HELLO_SIZE];
     repl_encode_hello(p, &h);
-    out_frame(l, RT_HELLO, 0, 0, 0, p, sizeof p);
+    out_frame(l, RT_HELLO, 0, 0, 0, 0, p, sizeof p);
 }
 
 /* A whole frame waits for ordering, or the staging buffer is full: reading
@@ -176,45 +224,84 @@ static bool overlaps(const struct link *l, uint64_t off, uint32_t len)
     return false;
 }
 
+static _Alignas(4096) const uint8_t zeroes[ZERO_BUF];
+
+/* Writing zeroes by hand: the last resort of a trim or zero write. */
+static void zero_fill(struct op *o)
+{
+    const struct disk *d = S.self.dev;
+    uint32_t n = o->len - o->done < ZERO_BUF ? o->len - o->done : ZERO_BUF;
+    uint64_t off = o->off + o->done;
+
+    o->step = OP_ZERO_FILL;
+    o->io = (struct io_cmd){ .op = IO_WRITE, .fd = disk_fd_for(d, zeroes, off, n),
+                             .buf = (void *)zeroes, .len = n, .off = off, .cb = o->io.cb };
+    io_queue(S.self.io, &o->io);
+}
+
 static void op_done(struct io_cmd *cmd, int res)
 {
     struct op *o = (struct op *)((char *)cmd - offsetof(struct op, io));
     struct link *l = o->l;
+    const struct disk *d = S.self.dev;
 
-    if (res < 0 && (o->type == RT_TRIM) && (res == -EOPNOTSUPP || res == -EINVAL))
-        res = 0; /* trim is advisory */
-    if (res < 0 && o->type == RT_ZERO && (res == -EOPNOTSUPP || res == -EINVAL)) {
-        /* no fast zeroing here: write zeroes the plain way, synchronously;
-         * rare (filesystems without fallocate), so simplicity wins */
-        static _Alignas(4096) const uint8_t zero[1 << 16];
-        uint64_t done = 0;
-        res = 0;
-        while (res == 0 && done < o->len) {
-            uint32_t n = o->len - done < sizeof zero ? o->len - done : sizeof zero;
-            res = full_pwrite(S.self.dev->fd_buffered, zero, n, o->off + done);
-            done += n;
+    /* A trim or zero write the disk cannot do one way is done another: the
+     * range must read zeroes, as on the primary (a zero-out on a device,
+     * then plain writes of zeroes). */
+    if (res < 0 && o->type != RT_WRITE && (o->step == OP_MAIN || o->step == OP_ZEROOUT) &&
+        (res == -EOPNOTSUPP || res == -EINVAL)) {
+        if (d->is_blockdev && o->step == OP_MAIN) {
+            disk_zero_cmd(d, &o->io, o->off, o->len, true);
+            o->io.cb = op_done;
+            o->step = OP_ZEROOUT;
+            io_queue(S.self.io, &o->io);
+        } else {
+            o->done = 0;
+            zero_fill(o);
         }
+        return;
+    }
+    if (res >= 0 && o->step == OP_ZERO_FILL) {
+        o->done += o->io.len;
+        if (o->done < o->len) {
+            zero_fill(o);
+            return;
+        }
+    }
+    /* FUA: a write used RWF_DSYNC; a trim or zero write is flushed before
+     * it is acknowledged */
+    if (res >= 0 && o->type != RT_WRITE && (o->flags & RF_FUA) && o->step != OP_FUA) {
+        o->step = OP_FUA;
+        o->io = (struct io_cmd){ .op = IO_FSYNC, .fd = d->fd, .cb = op_done };
+        io_queue(S.self.io, &o->io);
+        return;
     }
     static struct ratelimit rl;
     if (res < 0 && log_ratelimit(&rl))
         log_err("replicated %s of %u bytes at %llu failed: %s",
                 o->type == RT_WRITE ? "write" : o->type == RT_TRIM ? "trim" : "zero write",
                 o->len, (unsigned long long)o->off, strerror(-res));
-    if (res < 0 && S.disk != DS_INCONSISTENT) {
-        persist(DS_INCONSISTENT); /* it no longer holds what the primary holds */
-        S.disk = DS_INCONSISTENT;
-    }
+    int failed = res < 0 ? disk_failed() : 0; /* recorded before the ack goes */
     o->busy = false;
     if (o->buf) {
         buf_put(o->buf, o->len);
         o->buf = NULL;
     }
     l->inflight--;
-    if (l->dead)
+    if (l->dead || failed < 0)
         return; /* the link is freed by secondary_tick once nothing is in flight */
-    out_frame(l, RT_ACK_WRITE, o->seq, o->len, res < 0 ? -res : 0, NULL, 0);
-    l->acked_bytes += o->len;
-    l->acked_reqs++;
+    /* say what is acknowledged, so the primary counts data and ranges apart */
+    out_frame(l, RT_ACK_WRITE, o->type << 8 | (o->flags & RF_RESYNC), o->seq, o->len,
+              res < 0 ? -res : 0, NULL, 0);
+    if (!(o->flags & RF_RESYNC)) {
+        l->acked_reqs++;
+        if (o->type == RT_WRITE)
+            l->acked_bytes += o->len;
+        else if (o->type == RT_TRIM)
+            l->trimmed_bytes += o->len;
+        else
+            l->zeroed_bytes += o->len;
+    }
     link_parse(l); /* a frame may have been waiting for this one */
 }
 
@@ -225,29 +312,44 @@ static void barrier_done(struct io_cmd *cmd, int res)
 
     o->busy = false;
     l->barrier_running = false;
-    if (l->dead) {
-        l->inflight--;
-        return;
-    }
     l->inflight--;
-    if (res < 0)
+    if (l->dead)
+        return;
+    if (res < 0) {
         log_err("flush for replication barrier %u failed: %s", (unsigned)o->off, strerror(-res));
-    else if (o->flags & RF_SYNC_START) {
-        persist(DS_INCONSISTENT); /* chunks land in any order from here on */
+        if (disk_failed() < 0)
+            return;
+    } else if (o->flags & RF_SYNC_START) {
+        if (persist(DS_INCONSISTENT) < 0) /* chunks land in any order from here on */
+            return;
         S.disk = DS_INCONSISTENT;
         S.syncing = true;
+        S.sync_failed = false; /* this sync may heal a failed disk */
         S.resync_rx = 0;
         log_info("full sync from the primary starts (SyncTarget)");
     } else if (o->flags & RF_SYNC_DONE) {
-        persist(DS_OUTDATED); /* consistent; Outdated on disk while connected */
-        S.disk = DS_UPTODATE;
         S.syncing = false;
-        log_info("full sync done (%llu MiB); disk UpToDate", (unsigned long long)(S.resync_rx >> 20));
-    } else if (o->flags & RF_CLEAN) {
-        persist(DS_UPTODATE); /* the primary stopped with everything here */
+        if (S.sync_failed) {
+            /* some of it never reached the disk: still Inconsistent */
+            log_err("full sync ended, but writes failed here during it: disk stays Inconsistent");
+            res = -EIO;
+        } else {
+            if (persist(DS_OUTDATED) < 0) /* consistent; Outdated on disk while connected */
+                return;
+            S.disk = DS_UPTODATE;
+            log_info("full sync done (%llu MiB); disk UpToDate",
+                     (unsigned long long)(S.resync_rx >> 20));
+        }
+    } else if ((o->flags & RF_CLEAN) && S.disk == DS_UPTODATE) {
+        if (persist(DS_UPTODATE) < 0) /* the primary stopped with everything here */
+            return;
+        l->clean_stop = true;
         log_info("primary stopping cleanly: disk UpToDate");
+    } else if (o->flags & RF_CLEAN) {
+        log_warn("primary stopping cleanly, but this disk is %s: it stays so",
+                 disk_state_name(S.disk));
     }
-    out_frame(l, RT_BARRIER_ACK, o->seq, (uint32_t)o->off, res < 0 ? -res : 0, NULL, 0);
+    out_frame(l, RT_BARRIER_ACK, 0, o->seq, (uint32_t)o->off, res < 0 ? -res : 0, NULL, 0);
     link_parse(l);
 }
 
@@ -275,12 +377,14 @@ static bool hello(struct link *l)
             link_kill(l, "already replicating from a primary");
             return false;
         }
-    l->established = true;
     /* writes may come now: if we crash we are behind, whatever the primary
      * thought of us; a clean stop of the primary records UpToDate again */
-    persist(S.disk == DS_UPTODATE ? DS_OUTDATED : S.disk);
-    if (l->dial >= 0)
-        S.backoff[l->dial] = 100;
+    if (persist(S.disk == DS_UPTODATE ? DS_OUTDATED
+                : S.disk == DS_FAILED ? DS_INCONSISTENT : S.disk) < 0)
+        return false; /* persist closed the link */
+    l->established = true;
+    if (l->dial >= 0 && S.disk != DS_FAILED)
+        S.backoff[l->dial] = 100; /* a failed disk is retried slowly */
     log_info("replication link %s: connected to primary (protocol %c, %llu bytes)", l->addr,
              l->remote.protocol ? l->remote.protocol : '?', (unsigned long long)l->remote.data_size);
     return true;
@@ -294,13 +398,17 @@ static bool apply(struct link *l)
 
     if (l->fh.type == RT_HELLO)
         return l->established ? (link_kill(l, "second HELLO"), false) : hello(l);
+    if (S.meta_failed) {
+        link_kill(l, "the metadata cannot be written");
+        return false;
+    }
     if (!l->established) {
         link_kill(l, "frame before HELLO");
         return false;
     }
     switch (l->fh.type) {
     case RT_PING:
-        out_frame(l, RT_PONG, l->fh.seq, 0, 0, NULL, 0);
+        out_frame(l, RT_PONG, 0, l->fh.seq, 0, 0, NULL, 0);
         return true;
     case RT_BARRIER:
         if (l->inflight || l->barrier_running)
@@ -338,7 +446,7 @@ static bool apply(struct link *l)
     if (!o)
         return false;
     if (l->remote.protocol == 'B')
-        out_frame(l, RT_ACK_RECV, l->fh.seq, len, 0, NULL, 0);
+        out_frame(l, RT_ACK_RECV, 0, l->fh.seq, len, 0, NULL, 0);
     *o = (struct op){ .l = l, .seq = l->fh.seq, .off = off, .len = len, .type = l->fh.type,
                       .flags = l->fh.flags, .busy = true };
     o->io.cb = op_done;
@@ -354,7 +462,9 @@ static bool apply(struct link *l)
         o->io.fd = disk_fd_for(d, o->buf, off, len);
         o->io.mode = (l->fh.flags & RF_FUA) ? RWF_DSYNC : 0;
     } else if (l->fh.type == RT_TRIM) {
-        disk_trim_cmd(d, &o->io, off, len); /* exactly what the primary did */
+        /* the primary trimmed exactly this, and there it reads zeroes now:
+         * so it must here (op_done falls back to writing them) */
+        disk_zero_cmd(d, &o->io, off, len, false);
     } else {
         disk_zero_cmd(d, &o->io, off, len, l->fh.flags & RF_NO_HOLE);
     }
@@ -403,7 +513,8 @@ static void link_parse(struct link *l)
                     break; /* over the memory budget: wait for writes to finish */
             }
             l->in_start += REPL_HDR;
-            l->rx_bytes += REPL_HDR + l->fh.len;
+            if (l->fh.type == RT_WRITE && !(l->fh.flags & RF_RESYNC))
+                l->rx_bytes += l->fh.len - 8; /* client write data, as the primary counts */
             l->have_frame = true;
             l->pay_have = 0;
         }
@@ -472,14 +583,38 @@ static void on_link(struct handler *h, uint32_t ev)
         link_flush(l); /* stop polling for input until the frame goes */
 }
 
+/* A dead link with nothing in the io engine. */
+static void link_free(int i)
+{
+    struct link *l = S.links[i];
+    if (l->data)
+        buf_put(l->data, l->fh.len - 8);
+    free(l->in);
+    free(l);
+    S.links[i] = NULL;
+}
+
 static struct link *link_new(int fd, const char *addr, int dial)
 {
     int slot = -1;
-    for (int i = 0; i < MAX_LINKS; i++)
-        if (!S.links[i]) {
+    struct link *oldest = NULL;
+    for (int i = 0; i < MAX_LINKS && slot < 0; i++) {
+        if (!S.links[i])
             slot = i;
-            break;
-        }
+        else if (!S.links[i]->dead && !S.links[i]->established &&
+                 (!oldest || S.links[i]->born < oldest->born))
+            oldest = S.links[i];
+    }
+    if (slot < 0 && oldest && oldest->inflight == 0) {
+        /* full: whoever has been silent in its handshake longest makes
+         * room, so idle strangers cannot lock the real primary out */
+        link_kill(oldest, "handshake not completed; its place is needed");
+        for (int i = 0; i < MAX_LINKS; i++)
+            if (S.links[i] == oldest) {
+                link_free(i);
+                slot = i;
+            }
+    }
     struct link *l = slot < 0 ? NULL : calloc(1, sizeof *l);
     if (!l || !(l->in = malloc(IN_CAP))) {
         free(l);
@@ -488,6 +623,7 @@ static struct link *link_new(int fd, const char *addr, int dial)
     }
     l->fd = fd;
     l->dial = dial;
+    l->born = now_ms();
     l->h.fn = on_link;
     snprintf(l->addr, sizeof l->addr, "%s", addr);
     l->events = EPOLLIN | EPOLLOUT;
@@ -527,7 +663,7 @@ int repl_secondary_start(const struct repl_node *self, const char *listen, char 
     S.self = *self;
     S.disk = self->disk;
     S.dial = dial;
-    S.ndial = ndial > 8 ? 8 : ndial;
+    S.ndial = ndial > REPL_MAX_PEERS ? REPL_MAX_PEERS : ndial;
     for (int i = 0; i < S.ndial; i++)
         S.backoff[i] = 100;
     if (listen) {
@@ -556,20 +692,17 @@ void secondary_tick(void)
         struct link *l = S.links[i];
         if (!l)
             continue;
+        if (!l->dead && !l->established && now - l->born > HELLO_TIMEOUT_MS)
+            link_kill(l, "no HELLO within 5 s");
         if (!l->dead)
             link_flush(l);
-        if (l->dead && l->inflight == 0) {
-            if (l->data)
-                buf_put(l->data, l->fh.len - 8);
-            free(l->in);
-            free(l);
-            S.links[i] = NULL;
-        }
+        if (l->dead && l->inflight == 0)
+            link_free(i);
     }
     bool have_primary = false;
     for (int i = 0; i < MAX_LINKS; i++)
         have_primary |= S.links[i] && !S.links[i]->dead && S.links[i]->established;
-    for (int i = 0; i < S.ndial && !have_primary; i++) {
+    for (int i = 0; i < S.ndial && !have_primary && !S.meta_failed; i++) {
         if (S.dial_busy[i] || now < S.next_dial[i])
             continue;
         int fd = net_connect(S.dial[i]);
@@ -607,6 +740,8 @@ int secondary_status(struct peer_status *out, int max)
         p->protocol = l->remote.protocol;
         p->received_bytes = l->rx_bytes;
         p->acked_bytes = l->acked_bytes;
+        p->trimmed_bytes = l->trimmed_bytes;
+        p->zeroed_bytes = l->zeroed_bytes;
         p->acked_requests = l->acked_reqs;
         p->inflight = l->inflight;
     }
