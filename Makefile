@@ -3,9 +3,15 @@
 
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
+# `make SANITIZE=1 ...` builds with AddressSanitizer and UBSan (into build-san/)
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+BUILD   = build-san
+endif
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
 LDLIBS  = -luring -laio -lpthread
-BUILD   = build
+BUILD   ?= build
 
 SRCS    = $(wildcard src/*.c src/*/*.c)
 OBJS    = $(SRCS:%.c=$(BUILD)/%.o)
@@ -16,7 +22,8 @@ TOOLS   = $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 # Debian packages: to build, to test, and to benchmark against.
 DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev
 DEPS_TEST  = libnbd-bin nbdfuse python3-libnbd fio qemu-utils e2fsprogs fuse3 \
-             util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit
+             util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
+             dosfstools
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 
 .PHONY: all check demo bench deps deps-test deps-bench clean units tools
@@ -24,7 +31,7 @@ DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 all: $(BUILD)/nbdmirror tools
 
 $(BUILD)/nbdmirror: $(OBJS)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -32,7 +39,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tools/%: tools/%.c
 	@mkdir -p $(dir $@)
