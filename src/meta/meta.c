@@ -326,7 +326,7 @@ int meta_load(int fd, uint64_t disk_size, bool internal, struct meta *m,
     if (m->one_copy_bad) {
         snprintf(why, why_len,
                  "metadata superblock copy %c (offset %llu) is unusable: %s; using copy %c "
-                 "(update %llu); the next metadata update rewrites copy %c",
+                 "(seq %llu); the next metadata update rewrites copy %c",
                  "AB"[use ^ 1], (unsigned long long)meta_sb_offset(disk_size, internal, use ^ 1),
                  reason[use ^ 1], "AB"[use], (unsigned long long)m->seq, "AB"[use ^ 1]);
         log_warn("%s", why);
