@@ -39,7 +39,7 @@ int cmd_create_md(int argc, char **argv)
     uint64_t size;
     uint8_t sb[META_SB_SIZE];
     struct meta m, old;
-    int o, dfd, mfd, r;
+    int o, dfd, mfd, r, rc[META_SB_COPIES];
 
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -81,15 +81,22 @@ int cmd_create_md(int argc, char **argv)
                 disk, (unsigned long long)size);
         return 1;
     }
-    /* Existing metadata (even corrupt, as long as our magic is there) is
-     * only overwritten on request: it may hold the only record of what a
-     * peer is missing. */
-    if (full_pread(mfd, sb, sizeof sb, meta_sb_offset(size, internal)) == 0 &&
-        meta_decode(&old, sb, &why) != -ENOENT && !force) {
+    /* Existing metadata (even corrupt, as long as our magic is there, in
+     * either superblock copy) is only overwritten on request: it may hold
+     * the only record of what a peer is missing. */
+    for (unsigned i = 0; i < META_SB_COPIES; i++) {
+        rc[i] = -ENOENT;
+        if (full_pread(mfd, sb, sizeof sb, meta_sb_offset(size, internal, i)) == 0)
+            rc[i] = meta_decode(&old, sb, &why);
+    }
+    if ((rc[0] != -ENOENT || rc[1] != -ENOENT) && !force) {
         fprintf(stderr,
                 "nbdmirror create-md: %s already holds nbdmirror metadata%s; "
-                "use --force to overwrite it\n",
-                internal ? disk : meta_path, why ? " (damaged)" : "");
+                "use --force to overwrite it\n", internal ? disk : meta_path,
+                rc[0] == -EPROTONOSUPPORT || rc[1] == -EPROTONOSUPPORT
+                    ? " (of an unsupported format version)"
+                : rc[0] < 0 && rc[1] < 0 ? " (damaged)"
+                : rc[0] < 0 || rc[1] < 0 ? " (one superblock copy damaged)" : "");
         return 1;
     }
     m.disk_state = DS_INCONSISTENT; /* a first full sync decides its content */

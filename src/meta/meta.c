@@ -11,10 +11,12 @@
 
 #define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
 #define MIN_DATA (1u << 20)
+#define SB_AREA ((uint64_t)META_SB_COPIES * META_SB_SIZE) /* both copies */
 
 uint64_t meta_bm_slot_bytes(uint64_t data_size)
 {
-    uint64_t bits = (data_size + META_BM_BLOCK - 1) / META_BM_BLOCK;
+    /* no data_size + 4095: it would wrap for sizes near 2^64 */
+    uint64_t bits = data_size / META_BM_BLOCK + (data_size % META_BM_BLOCK != 0);
     return ROUND_UP((bits + 7) / 8, 4096);
 }
 
@@ -48,7 +50,7 @@ int meta_plan(struct meta *m, uint64_t disk_size, bool internal)
          * area needs, and no circular dependency between the two. */
         uint64_t d4 = disk_size / 4096 * 4096;
         m->bm_slot_bytes = meta_bm_slot_bytes(d4);
-        m->meta_size = META_SB_SIZE + META_AL_SIZE + META_MAX_PEERS * m->bm_slot_bytes;
+        m->meta_size = SB_AREA + META_AL_SIZE + META_MAX_PEERS * m->bm_slot_bytes;
         if (d4 < m->meta_size + MIN_DATA)
             return -ENOSPC;
         m->meta_offset = d4 - m->meta_size;
@@ -60,17 +62,20 @@ int meta_plan(struct meta *m, uint64_t disk_size, bool internal)
             return -ENOSPC;
         m->data_size = disk_size;
         m->bm_slot_bytes = meta_bm_slot_bytes(disk_size);
-        m->meta_size = META_SB_SIZE + META_AL_SIZE + META_MAX_PEERS * m->bm_slot_bytes;
+        m->meta_size = SB_AREA + META_AL_SIZE + META_MAX_PEERS * m->bm_slot_bytes;
         m->meta_offset = 0;
-        m->al_offset = META_SB_SIZE;
-        m->bm_offset = META_SB_SIZE + META_AL_SIZE;
+        m->al_offset = SB_AREA;
+        m->bm_offset = SB_AREA + META_AL_SIZE;
     }
     return 0;
 }
 
-uint64_t meta_sb_offset(uint64_t disk_size, bool internal)
+uint64_t meta_sb_offset(uint64_t disk_size, bool internal, unsigned copy)
 {
-    return internal ? disk_size / 4096 * 4096 - META_SB_SIZE : 0;
+    /* internal: copy A is the disk's last full 4 KiB, copy B just before it;
+     * external: A first, then B */
+    return internal ? disk_size / 4096 * 4096 - (copy + 1) * (uint64_t)META_SB_SIZE
+                    : copy * (uint64_t)META_SB_SIZE;
 }
 
 /* Field offsets in the superblock; the CRC32C covers all bytes before it. */
@@ -81,7 +86,7 @@ enum {
     O_CURGEN = 96, O_HIST = 104, O_PEERGEN = O_HIST + 8 * META_HISTORY,
     O_PEERNODE = O_PEERGEN + 8 * META_MAX_PEERS,
     O_CREATED = O_PEERNODE + 8 * META_MAX_PEERS,
-    O_DSTATE = O_CREATED + 8,
+    O_DSTATE = O_CREATED + 8, O_SEQ = O_DSTATE + 8, /* 4 bytes between: zero */
     O_CRC = META_SB_SIZE - 4,
 };
 
@@ -112,7 +117,63 @@ void meta_encode(const struct meta *m, uint8_t *sb)
     }
     put_le64(sb + O_CREATED, m->created);
     put_le32(sb + O_DSTATE, m->disk_state);
+    put_le64(sb + O_SEQ, m->seq);
     put_le32(sb + O_CRC, crc32c(0, sb, O_CRC));
+}
+
+/* Do [a, a + alen) and [b, b + blen) overlap? Only for ranges already known
+ * to end within meta_size, so that neither sum can wrap. */
+static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* The geometry of a decoded superblock. Every check is written so that no
+ * sum or product can wrap around 2^64: a bound y is checked before x is
+ * compared with limit - y (a forged al_offset of 2^64 - 1 must not pass as
+ * a small one). */
+static int check_layout(const struct meta *m, const char **why)
+{
+    const uint64_t fixed = SB_AREA + META_AL_SIZE;
+    bool internal = m->flags & META_F_INTERNAL;
+    uint64_t bm_bytes, sb_off, d4 = m->disk_size / 4096 * 4096;
+
+    if (m->max_peers != META_MAX_PEERS || m->al_size != META_AL_SIZE ||
+        m->data_size == 0 || m->data_size > m->disk_size)
+        goto bad;
+    /* bitmap slots: big enough for the data, and 31 of them plus the rest
+     * still fit in 64 bits */
+    if (m->bm_slot_bytes % 4096 || m->bm_slot_bytes < meta_bm_slot_bytes(m->data_size) ||
+        m->bm_slot_bytes > (UINT64_MAX - fixed) / META_MAX_PEERS)
+        goto bad;
+    bm_bytes = META_MAX_PEERS * m->bm_slot_bytes; /* cannot wrap, see above */
+    if (m->meta_size != fixed + bm_bytes)         /* nor can this sum */
+        goto bad;
+    /* each area lies within [0, meta_size) */
+    if (m->al_offset > m->meta_size || m->al_size > m->meta_size - m->al_offset ||
+        m->bm_offset > m->meta_size || bm_bytes > m->meta_size - m->bm_offset)
+        goto bad;
+    if (m->meta_offset % 4096 || m->al_offset % 4096 || m->bm_offset % 4096)
+        goto bad;
+    /* and no two of them overlap (so they tile the area exactly) */
+    sb_off = internal ? m->meta_size - SB_AREA : 0; /* meta_size > SB_AREA */
+    if (overlap(m->al_offset, m->al_size, m->bm_offset, bm_bytes) ||
+        overlap(m->al_offset, m->al_size, sb_off, SB_AREA) ||
+        overlap(m->bm_offset, bm_bytes, sb_off, SB_AREA))
+        goto bad;
+    if (internal) {
+        if (m->meta_size > d4 || m->meta_offset != d4 - m->meta_size ||
+            m->data_size != m->meta_offset) {
+            *why = "metadata is corrupt (internal area does not end the disk)";
+            return -EBADMSG;
+        }
+    } else if (m->meta_offset != 0) { /* the copies are at 0 and 4096 */
+        goto bad;
+    }
+    return 0;
+bad:
+    *why = "metadata is corrupt (inconsistent layout)";
+    return -EBADMSG;
 }
 
 int meta_decode(struct meta *m, const uint8_t *sb, const char **why)
@@ -155,77 +216,102 @@ int meta_decode(struct meta *m, const uint8_t *sb, const char **why)
     }
     m->created = get_le64(sb + O_CREATED);
     m->disk_state = get_le32(sb + O_DSTATE);
+    m->seq = get_le64(sb + O_SEQ);
 
-    /* A valid CRC with impossible geometry means a bug or a forgery: refuse. */
-    if (m->max_peers != META_MAX_PEERS || m->al_size != META_AL_SIZE ||
-        m->data_size == 0 || m->data_size > m->disk_size ||
-        m->bm_slot_bytes < meta_bm_slot_bytes(m->data_size) ||
-        m->bm_slot_bytes > (UINT64_MAX / 64) ||
-        m->meta_size != META_SB_SIZE + META_AL_SIZE + META_MAX_PEERS * m->bm_slot_bytes ||
-        m->al_offset + m->al_size > m->meta_size ||
-        m->bm_offset + META_MAX_PEERS * m->bm_slot_bytes > m->meta_size) {
-        *why = "metadata is corrupt (inconsistent layout)";
+    /* A valid CRC with impossible contents means a bug or a forgery. */
+    if (m->flags & ~META_F_KNOWN) {
+        *why = "metadata uses flags this nbdmirror does not know";
+        return -EPROTONOSUPPORT;
+    }
+    if (m->disk_state > DS_UPTODATE) { /* DS_FAILED is never written */
+        *why = "metadata is corrupt (unknown disk state)";
         return -EBADMSG;
     }
-    if ((m->flags & META_F_INTERNAL) &&
-        (m->meta_offset != m->data_size ||
-         m->meta_offset + m->meta_size != m->disk_size / 4096 * 4096)) {
-        *why = "metadata is corrupt (internal area does not end the disk)";
-        return -EBADMSG;
-    }
-    return 0;
+    return check_layout(m, why);
 }
 
-int meta_create(int fd, const struct meta *m)
+int meta_create(int fd, struct meta *m)
 {
     uint8_t *buf = calloc(1, 1 << 20);
-    uint64_t off = m->meta_offset, end = m->meta_offset + m->meta_size - META_SB_SIZE;
-    uint64_t sb_off = (m->flags & META_F_INTERNAL) ? end : m->meta_offset;
+    bool internal = m->flags & META_F_INTERNAL;
+    /* zero the log and bitmaps: all but the two superblock copies, which
+     * are the end (internal) or the start (external) of the area */
+    uint64_t off = m->meta_offset + (internal ? 0 : SB_AREA);
+    uint64_t end = off + m->meta_size - SB_AREA;
+    struct meta c = *m;
     int r = 0;
 
     if (!buf)
         return -ENOMEM;
-    /* External: superblock first, so zero everything after it. */
-    if (!(m->flags & META_F_INTERNAL)) {
-        off += META_SB_SIZE;
-        end += META_SB_SIZE;
-    }
     while (r == 0 && off < end) {
         uint64_t n = end - off < (1 << 20) ? end - off : (1 << 20);
         r = full_pwrite(fd, buf, n, off);
         off += n;
     }
-    if (r == 0) {
-        meta_encode(m, buf);
-        r = full_pwrite(fd, buf, META_SB_SIZE, sb_off);
+    /* copy B with seq 0, copy A with seq 1: A is the newer, saves go to B */
+    for (int copy = 1; r == 0 && copy >= 0; copy--) {
+        c.seq = copy == 0;
+        meta_encode(&c, buf);
+        r = full_pwrite(fd, buf, META_SB_SIZE, meta_sb_offset(m->disk_size, internal, copy));
     }
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
+    if (r == 0) {
+        m->seq = 1;
+        m->sb_copy = 0;
+        m->one_copy_bad = false;
+    }
     free(buf);
     return r;
+}
+
+/* How telling a reason for refusing a copy is: a newer format beats a
+ * corrupt superblock beats a read error beats no metadata at all (which
+ * would have serve advise create-md, wrongly if the other copy is ours). */
+static int reason_rank(int r)
+{
+    switch (r) {
+    case -EPROTONOSUPPORT: return 3;
+    case -EBADMSG: return 2;
+    case -ENOENT: return 0;
+    default: return 1;
+    }
 }
 
 int meta_load(int fd, uint64_t disk_size, bool internal, struct meta *m,
               char *why, size_t why_len)
 {
     uint8_t sb[META_SB_SIZE];
-    const char *w = NULL;
-    int r;
+    struct meta c[META_SB_COPIES];
+    char reason[META_SB_COPIES][160];
+    int rc[META_SB_COPIES], r;
+    unsigned use;
 
-    if (internal && disk_size < 2 * META_SB_SIZE) {
+    if (internal && disk_size / 4096 * 4096 < 2 * META_SB_SIZE) {
         snprintf(why, why_len, "disk is too small to hold metadata");
         return -ENOENT;
     }
-    r = full_pread(fd, sb, sizeof sb, meta_sb_offset(disk_size, internal));
-    if (r < 0) {
-        snprintf(why, why_len, "cannot read superblock: %s", strerror(-r));
-        return r == -EIO ? -ENOENT : r;
+    for (unsigned i = 0; i < META_SB_COPIES; i++) {
+        const char *w = NULL;
+        r = full_pread(fd, sb, sizeof sb, meta_sb_offset(disk_size, internal, i));
+        if (r < 0) {
+            snprintf(reason[i], sizeof reason[i], "cannot read superblock: %s", strerror(-r));
+            rc[i] = r == -EIO ? -ENOENT : r;
+            continue;
+        }
+        rc[i] = meta_decode(&c[i], sb, &w);
+        snprintf(reason[i], sizeof reason[i], "%s", rc[i] < 0 ? w : "");
     }
-    r = meta_decode(m, sb, &w);
-    if (r < 0) {
-        snprintf(why, why_len, "%s", w);
-        return r;
+    if (rc[0] < 0 && rc[1] < 0) {
+        use = reason_rank(rc[1]) > reason_rank(rc[0]);
+        snprintf(why, why_len, "%s", reason[use]);
+        return rc[use];
     }
+    /* the valid one, or of two the one with the higher seq (A on a tie) */
+    use = rc[0] < 0 || (rc[1] == 0 && c[1].seq > c[0].seq);
+    *m = c[use];
+    m->sb_copy = use;
+    m->one_copy_bad = rc[use ^ 1] < 0;
     if (!!(m->flags & META_F_INTERNAL) != internal) {
         snprintf(why, why_len, internal ? "metadata is external (give --meta FILE)"
                                         : "metadata in this file is internal to some disk");
@@ -237,18 +323,34 @@ int meta_load(int fd, uint64_t disk_size, bool internal, struct meta *m,
                  (unsigned long long)m->disk_size, (unsigned long long)disk_size);
         return -EINVAL;
     }
+    if (m->one_copy_bad) {
+        snprintf(why, why_len,
+                 "metadata superblock copy %c (offset %llu) is unusable: %s; using copy %c "
+                 "(seq %llu); the next metadata update rewrites copy %c",
+                 "AB"[use ^ 1], (unsigned long long)meta_sb_offset(disk_size, internal, use ^ 1),
+                 reason[use ^ 1], "AB"[use], (unsigned long long)m->seq, "AB"[use ^ 1]);
+        log_warn("%s", why);
+    }
     return 0;
 }
 
-int meta_save(int fd, const struct meta *m)
+int meta_save(int fd, struct meta *m)
 {
     uint8_t sb[META_SB_SIZE];
     bool internal = m->flags & META_F_INTERNAL;
+    unsigned copy = m->sb_copy ^ 1; /* never the newest valid state */
     int r;
 
+    m->seq++;
     meta_encode(m, sb);
-    r = full_pwrite(fd, sb, sizeof sb, meta_sb_offset(m->disk_size, internal));
+    r = full_pwrite(fd, sb, sizeof sb, meta_sb_offset(m->disk_size, internal, copy));
     if (r == 0 && fdatasync(fd) < 0)
         r = -errno;
+    /* on failure the copy written may be torn: write it again next time,
+     * the other one still holds the last durable state */
+    if (r == 0) {
+        m->sb_copy = copy;
+        m->one_copy_bad = false;
+    }
     return r;
 }
