@@ -11,9 +11,22 @@ enum io_op {
     IO_WRITE,
     IO_FSYNC,     /* fdatasync */
     IO_FALLOCATE, /* mode in io_cmd.mode: punch hole / zero range */
-    IO_DISCARD,   /* BLKDISCARD on a block device */
-    IO_ZEROOUT,   /* BLKZEROOUT on a block device */
+    IO_ZEROOUT,   /* zeroes any byte range of a block device, see below */
 };
+
+/* IO_ZEROOUT: io_cmd.mode is the granularity g in bytes (the device's
+ * logical block size, a multiple of 512; 0: ask the device), optionally
+ * | IO_ZEROOUT_PUNCH. The whole blocks of g inside the range are zeroed by
+ * BLKZEROOUT (allocation kept), or with IO_ZEROOUT_PUNCH by
+ * fallocate(PUNCH_HOLE) (may deallocate; EOPNOTSUPP, with nothing changed,
+ * when the device cannot promise zeroes that way). A partial block at
+ * either end is read, cleared and written back whole through io_cmd.fd
+ * (O_DIRECT is fine). Caller's contract: no other request that overlaps
+ * [off, off + len) widened outward to g runs at the same time, since the
+ * read-modify-write rewrites the rest of those end blocks. */
+#define IO_ZEROOUT_PUNCH 1
+
+/* IO_FALLOCATE and IO_ZEROOUT with len 0 complete with 0 and touch nothing. */
 
 struct io_cmd;
 typedef void (*io_done_fn)(struct io_cmd *cmd, int res); /* res: bytes or -errno */
@@ -45,10 +58,22 @@ void disk_close(struct disk *d);
 /* The fd a request should use: the O_DIRECT one only when it is aligned. */
 int disk_fd_for(const struct disk *d, const void *buf, uint64_t off, uint32_t len);
 /* How a trim and a zero write reach this disk (op, fd, mode, range), so the
- * primary and its secondaries always do the same: punching holes on files,
- * BLKDISCARD on devices; zeroing keeps allocation when keep_allocated
- * (ZERO_RANGE on files, BLKZEROOUT on devices), else punches (on devices a
- * discard that guarantees zeroes, or EOPNOTSUPP). */
+ * primary and its secondaries always do the same.
+ * Trim: a trim reads back as zeroes wherever it took effect, so that peers
+ * that all trim hold the same bytes. Files: PUNCH_HOLE over the whole range.
+ * Devices: fallocate(PUNCH_HOLE), which the kernel does only where the
+ * device guarantees zeroes (else EOPNOTSUPP, nothing changed), and only over
+ * the whole logical blocks inside the range: c->off/c->len are shrunk
+ * inward to d->align, and may end with len 0 (then the command succeeds
+ * without touching the disk). c->off/c->len are the range to replicate
+ * (nothing when len is 0: a peer refuses an empty trim).
+ * Zero: keeps allocation when keep_allocated (ZERO_RANGE on files,
+ * IO_ZEROOUT on devices), else punches (files: PUNCH_HOLE; devices: aligned
+ * ranges fallocate(PUNCH_HOLE), EOPNOTSUPP when the device cannot guarantee
+ * zeroes; unaligned ranges IO_ZEROOUT | IO_ZEROOUT_PUNCH: the whole blocks
+ * punched the same way, the partial end blocks rewritten). c->off/c->len
+ * stay the caller's range, and an IO_ZEROOUT carries the caller's contract
+ * above: no concurrent request overlapping the range widened to d->align. */
 void disk_trim_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len);
 void disk_zero_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len,
                    bool keep_allocated);

@@ -79,24 +79,47 @@ int disk_fd_for(const struct disk *d, const void *buf, uint64_t off, uint32_t le
 
 void disk_trim_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len)
 {
-    c->op = d->is_blockdev ? IO_DISCARD : IO_FALLOCATE;
+    c->op = IO_FALLOCATE;
     c->fd = d->fd;
     c->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
     c->off = off;
     c->len = len;
     c->buf = NULL;
     c->done = 0;
+    if (d->is_blockdev) {
+        /* BLKDISCARD's read-back is up to the device; a punch on a device
+         * reads zeroes or is refused, but only takes whole logical blocks:
+         * keep those, drop the partial ends (a trim is advisory). */
+        uint64_t a = d->align, start = (off + a - 1) / a * a, end = (off + len) / a * a;
+        c->off = start < end ? start : off;
+        c->len = start < end ? end - start : 0;
+    }
+}
+
+/* Whole logical blocks only: a device's fallocate says EINVAL otherwise. */
+static bool dev_aligned(const struct disk *d, uint64_t off, uint32_t len)
+{
+    return off % d->align == 0 && len % d->align == 0;
 }
 
 void disk_zero_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len,
                    bool keep_allocated)
 {
-    c->op = d->is_blockdev && keep_allocated ? IO_ZEROOUT : IO_FALLOCATE;
     c->fd = d->fd;
-    c->mode = keep_allocated ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
-                             : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
     c->off = off;
     c->len = len;
     c->buf = NULL;
     c->done = 0;
+    if (!d->is_blockdev) {
+        c->op = IO_FALLOCATE;
+        c->mode = keep_allocated ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
+                                 : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    } else if (!keep_allocated && dev_aligned(d, off, len)) {
+        c->op = IO_FALLOCATE; /* native on io_uring */
+        c->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    } else {
+        /* the engine zeroes partial end blocks by read-modify-write */
+        c->op = IO_ZEROOUT;
+        c->mode = (int)d->align | (keep_allocated ? 0 : IO_ZEROOUT_PUNCH);
+    }
 }

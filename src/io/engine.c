@@ -1,8 +1,9 @@
 /* The io engine front: picks a backend, keeps a backlog when the ring is
  * full, resumes short transfers, and runs what a backend cannot do
- * asynchronously (discard ioctls, fallocate on libaio) on one helper thread. */
+ * asynchronously (zeroing devices, fallocate on libaio) on one helper thread. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,67 @@
 const char *io_engine_name(const struct io_engine *e) { return e->be->name; }
 unsigned io_inflight(const struct io_engine *e) { return e->inflight; }
 
+/* Zeroes [off, off + len) of the block g that holds it (g bytes at blk) by
+ * reading the whole block, clearing the range and writing it back. buf is a
+ * bounce buffer of g bytes aligned to g, so O_DIRECT fds take it. */
+static int zero_in_block(int fd, void *buf, uint64_t g, uint64_t blk, uint64_t off, uint64_t len)
+{
+    ssize_t n = pread(fd, buf, g, blk);
+    if (n != (ssize_t)g)
+        return n < 0 ? -errno : -EIO;
+    memset((char *)buf + (off - blk), 0, len);
+    n = pwrite(fd, buf, g, blk);
+    if (n != (ssize_t)g)
+        return n < 0 ? -errno : -EIO;
+    return 0;
+}
+
+/* IO_ZEROOUT for any byte range: the whole blocks of granularity g in the
+ * middle by one BLKZEROOUT (or a hole punch: IO_ZEROOUT_PUNCH), the partial
+ * block at either end by read-modify-write. The middle goes first, so a
+ * refused punch (EOPNOTSUPP) leaves the range untouched. The ends rewrite
+ * the bytes of their block outside the range with what was just read:
+ * callers must not run a request that overlaps the range widened to g
+ * alongside this one (see io.h). */
+static int zeroout(struct io_cmd *c)
+{
+    uint64_t g = c->mode & ~IO_ZEROOUT_PUNCH, off = c->off, end = c->off + c->len;
+    uint64_t head, tail; /* off rounded up, end rounded down to g */
+    void *buf = NULL;
+    int r = 0, ssz;
+
+    if (c->len == 0)
+        return 0;
+    if (g == 0 || g % 512) /* not given (or not usable): the device's own */
+        g = ioctl(c->fd, BLKSSZGET, &ssz) == 0 && ssz > 0 ? (uint64_t)ssz : 512;
+    head = (off + g - 1) / g * g;
+    tail = end / g * g;
+    if (head < tail) {
+        if (c->mode & IO_ZEROOUT_PUNCH)
+            r = fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, head, tail - head);
+        else
+            r = ioctl(c->fd, BLKZEROOUT, (uint64_t[2]){ head, tail - head });
+        if (r < 0)
+            return -errno;
+    }
+    if (off == head && end == tail)
+        return 0;
+    if (posix_memalign(&buf, g, g))
+        return -ENOMEM;
+    if (head > tail) /* both ends inside one block */
+        r = zero_in_block(c->fd, buf, g, tail, off, end - off);
+    else {
+        if (off < head)
+            r = zero_in_block(c->fd, buf, g, head - g, off, head - off);
+        if (r == 0 && tail < end)
+            r = zero_in_block(c->fd, buf, g, tail, tail, end - tail);
+    }
+    free(buf);
+    return r;
+}
+
 int io_run_sync(struct io_cmd *c)
 {
-    uint64_t range[2] = { c->off, c->len };
     ssize_t n;
 
     switch (c->op) {
@@ -40,10 +99,8 @@ int io_run_sync(struct io_cmd *c)
         return fdatasync(c->fd) < 0 ? -errno : 0;
     case IO_FALLOCATE:
         return fallocate(c->fd, c->mode, c->off, c->len) < 0 ? -errno : 0;
-    case IO_DISCARD:
-        return ioctl(c->fd, BLKDISCARD, range) < 0 ? -errno : 0;
     case IO_ZEROOUT:
-        return ioctl(c->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
+        return zeroout(c);
     }
     return -EINVAL;
 }
@@ -143,11 +200,14 @@ void io_queue(struct io_engine *e, struct io_cmd *c)
     e->inflight++;
     e->queued = true;
     c->next = NULL;
+    /* An empty range (a trim that shrank to nothing) succeeds without a
+     * system call: fallocate would say EINVAL. Completed through io_run. */
+    bool empty = (c->op == IO_FALLOCATE || c->op == IO_ZEROOUT) && c->len == 0;
     /* not FUA writes (c->mode has RWF_DSYNC): they wait for the device */
-    if (c->op == IO_WRITE && c->fd == e->inline_fd && c->len <= INLINE_WRITE_MAX && !c->mode) {
+    if (empty || (c->op == IO_WRITE && c->fd == e->inline_fd && c->len <= INLINE_WRITE_MAX && !c->mode)) {
         /* done now; the callback runs from io_run like any other, so
          * callers never see a completion inside io_queue */
-        memcpy(c->priv, &(int){ io_run_sync(c) }, sizeof(int));
+        memcpy(c->priv, &(int){ empty ? 0 : io_run_sync(c) }, sizeof(int));
         if (e->inline_done)
             e->inline_tail->next = c;
         else

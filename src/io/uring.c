@@ -38,7 +38,7 @@ static int u_init(struct io_engine *e)
 
 static bool u_native(enum io_op op)
 {
-    return op != IO_DISCARD && op != IO_ZEROOUT; /* ioctls: offload thread */
+    return op != IO_ZEROOUT; /* ioctls and read-modify-write: offload thread */
 }
 
 static int u_prep(struct io_engine *e, struct io_cmd *c)
