@@ -214,11 +214,17 @@ static void link_flush(struct link *l)
     }
 }
 
+/* With O_DIRECT, a partial block is a read-modify-write (the page cache, or
+ * the zero-out of an unaligned range), so requests sharing a block overlap. */
 static bool overlaps(const struct link *l, uint64_t off, uint32_t len)
 {
+    const struct disk *d = S.self.dev;
+    uint64_t g = d->direct ? (d->align > 4096 ? d->align : 4096) : 1;
+    uint64_t lo = off / g * g, hi = (off + len + g - 1) / g * g;
+
     for (int i = 0; i < MAX_OPS; i++) {
         const struct op *o = &l->ops[i];
-        if (o->busy && off < o->off + o->len && o->off < off + len)
+        if (o->busy && lo < (o->off + o->len + g - 1) / g * g && o->off / g * g < hi)
             return true;
     }
     return false;

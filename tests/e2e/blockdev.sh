@@ -1,5 +1,5 @@
 # A block device as DISK (a loop device here): O_DIRECT is automatic,
-# trims become BLKDISCARD, and the same qemu-io sequence as on a file leaves
+# trims become zeroing discards (fallocate punch on the device), and the same qemu-io sequence as on a file leaves
 # it equal to a reference.
 . "$(dirname "$0")/lib.bash"
 
