@@ -316,6 +316,9 @@ static int open_meta(void)
         log_err("%s: %s", S.meta_path ? S.meta_path : S.disk_path, why);
         return -1;
     }
+    /* meta_load warned about a damaged copy: write it anew from the good one */
+    if (S.meta.one_copy_bad && !S.read_only && (r = meta_save(S.meta_fd, &S.meta)) < 0)
+        log_warn("cannot repair the metadata superblock: %s", strerror(-r));
     return 0;
 }
 

@@ -51,6 +51,13 @@ stop_server
 cat "$T/server.log"
 grep -q "warning: metadata superblock copy A .* is unusable" "$T/server.log" ||
     fail "serve should warn about the bad superblock copy"
+# serve rewrote the bad copy from the good one: a second start has no warning
+: >"$T/server.log"
+start_server "$T/torn"
+stop_server
+if grep -q "is unusable" "$T/server.log"; then fail "serve did not repair the bad copy"; fi
+expect_fail "already holds nbdmirror metadata; use" "$NBDM" create-md "$T/torn"
+garbage $copy_a "$T/torn"
 expect_fail "already holds nbdmirror metadata (one superblock copy damaged)" "$NBDM" create-md "$T/torn"
 
 log "both superblock copies bad: refused"
@@ -78,6 +85,7 @@ start_server "$T/blank" --meta "$T/ext-torn.md"
 stop_server
 grep -q "warning: metadata superblock copy B .* is unusable" "$T/server.log" ||
     { cat "$T/server.log"; fail "serve should warn about the bad external superblock copy"; }
+garbage 1 "$T/ext-torn.md" # serve repaired copy B: garbage it again,
 garbage 0 "$T/ext-torn.md" # and copy A
 expect_fail "no nbdmirror metadata" "$NBDM" serve "$T/blank" --meta "$T/ext-torn.md" --nbd "unix:$SOCK" --control "$CTL"
 # forgetting --meta must not lead anyone to run create-md over the data

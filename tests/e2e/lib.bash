@@ -17,7 +17,7 @@ on_exit() { _cleanups+=("$*"); }
 _run_cleanups() {
     local i
     for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
-    [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null
+    if [ -n "$SERVER_PID" ]; then kill -9 "$SERVER_PID" 2>/dev/null || true; fi
     rm -rf "$T"
 }
 trap _run_cleanups EXIT
