@@ -653,6 +653,10 @@ static void on_listen(struct handler *h, uint32_t ev)
         int fd = accept4(S.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
+        if (S.meta_failed) {
+            close(fd); /* nothing may be replicated here until a restart */
+            continue;
+        }
         net_peer_name(&ss, addr, sizeof addr);
         struct link *l = link_new(fd, addr, -1);
         if (!l) {
