@@ -27,9 +27,9 @@ PY
 LOOP=
 teardown() {
     mountpoint -q "$T/mnt" && umount "$T/mnt"
-    [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+    [ -n "$LOOP" ] && detach_loop "$LOOP"
     LOOP=
-    mountpoint -q "$T/fuse" && fusermount3 -u "$T/fuse"
+    unmount_fuse "$T/fuse"
     return 0
 }
 on_exit teardown

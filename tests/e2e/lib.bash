@@ -93,6 +93,28 @@ drop_cache() {
 
 export_size() { nbdinfo --size "$URI"; }
 
+# detach_loop DEV: losetup -d, and wait until the kernel has let go of the
+# backing file (the detach finishes asynchronously; unmounting what holds
+# that file before then fails with EBUSY)
+detach_loop() {
+    losetup -d "$1" 2>/dev/null || true
+    for _ in $(seq 200); do
+        [ -n "$(losetup -n -O BACK-FILE "$1" 2>/dev/null)" ] || return 0
+        sleep 0.05
+    done
+    return 0
+}
+
+# unmount_fuse DIR: fusermount3 -u, retried while busy, lazily at the end
+unmount_fuse() {
+    mountpoint -q "$1" || return 0
+    for _ in $(seq 100); do
+        fusermount3 -u "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    fusermount3 -u -z "$1" || true
+}
+
 # ---- several hosts: network namespaces joined by veth pairs ----
 # make_hosts N: namespace "p" (the primary) and "s1".."sN", host i joined to
 # p by its own veth pair: p is 10.77.i.1, si is 10.77.i.2. These addresses

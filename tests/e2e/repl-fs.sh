@@ -28,11 +28,11 @@ echo "tree: $ndirs directories, $(wc -l <"$T/sums") files"
 LOOP= SLOOP=
 teardown() {
     mountpoint -q "$T/mnt" && umount "$T/mnt"
-    [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+    [ -n "$LOOP" ] && detach_loop "$LOOP"
     LOOP=
-    mountpoint -q "$T/fuse" && fusermount3 -u "$T/fuse"
+    unmount_fuse "$T/fuse"
     mountpoint -q "$T/smnt" && umount "$T/smnt"
-    [ -n "$SLOOP" ] && losetup -d "$SLOOP" 2>/dev/null
+    [ -n "$SLOOP" ] && detach_loop "$SLOOP"
     SLOOP=
     return 0
 }
