@@ -102,5 +102,5 @@ expect_fail "too small" "$NBDM" create-md "$T/tiny"
 log "bad command lines"
 expect_fail "nbd is required" "$NBDM" serve "$T/disk"
 expect_fail "engine takes" "$NBDM" serve "$T/disk" --nbd "unix:$SOCK" --engine foo
-"$NBDM" --help | grep -q create-md || fail "--help"
-"$NBDM" serve --help | grep -q -- --direct || fail "serve --help"
+grep -q create-md <<<"$("$NBDM" --help)" || fail "--help"
+grep -q -- --direct <<<"$("$NBDM" serve --help)" || fail "serve --help"

@@ -172,6 +172,14 @@ status_json() {
     "$NBDM" status --control "$T/$1.ctl" --json
 }
 
+# status_has NAME PATTERN: NAME's JSON status contains PATTERN (no pipe into
+# grep -q, whose early exit could kill the writer with SIGPIPE under pipefail)
+status_has() {
+    local out
+    out=$(status_json "$1")
+    grep -q -- "$2" <<<"$out"
+}
+
 # wait_peers NAME N: until N peers of NAME are Established (20 s at most)
 wait_peers() {
     for _ in $(seq 200); do

@@ -27,7 +27,7 @@ assert e["block_size_maximum"] == 32 << 20
 print("flags ok")
 PY
 [ "$(nbdinfo --size "$URI")" = "$want" ] || fail "size"
-nbdinfo --list "$URI" | grep -q 'export=""' || fail "LIST does not show the default export"
+grep -q 'export=""' <<<"$(nbdinfo --list "$URI")" || fail "LIST does not show the default export"
 
 # status over the control socket, both forms
 "$NBDM" status --control "$CTL" | tee "$T/status"

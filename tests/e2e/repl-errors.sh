@@ -25,7 +25,7 @@ h.shutdown()
 PY
 grep -q "failed here after it was sent; syncing the peer again" "$T/p.log" || { cat "$T/p.log"; fail "no resync after the local failure"; }
 for _ in $(seq 200); do
-    status_json p | grep -q '"peer_disk":"UpToDate","protocol"' && status_json p | grep -q '"replication":"Established"' && break
+    status_has p '"peer_disk":"UpToDate","protocol"' && status_has p '"replication":"Established"' && break
     sleep 0.1
 done
 "$NBDM" status --control "$T/p.ctl"

@@ -40,7 +40,7 @@ idle_closed() {
 # established NODE: within 15 s
 established() {
     for _ in $(seq 150); do
-        status_json "$1" | grep -q '"replication":"Established"' && return 0
+        status_has "$1" '"replication":"Established"' && return 0
         sleep 0.1
     done
     "$NBDM" status --control "$T/$1.ctl"
@@ -61,7 +61,7 @@ idle p 10.77.1.2 7789 2 payload c2
 IDLE_PID=$c1 idle_closed c1
 idle_closed c2
 qemu-io -f raw -c 'write -P 0x61 0 4M' -c flush "$URI" >/dev/null
-status_json p | grep -q '"replication":"Established"' || fail "the real link went down"
+status_has p '"replication":"Established"' || fail "the real link went down"
 grep -q "no answer within the timeout\|Outdated until" "$T/p.log" && fail "the real link was dropped"
 stop_node p
 stop_node s1
