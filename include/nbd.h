@@ -132,8 +132,8 @@ struct nbd_export {
     const char *description; /* may be NULL */
     uint64_t size;
     bool read_only;
-    bool replicate;          /* a primary: writes also go to repl_submit() */
-    bool consistent_only;    /* a secondary: no reads while its disk is Inconsistent */
+    bool (*readable)(void);  /* NULL, or false while reads would be no answer
+                              * (a secondary's disk mid-sync): EIO */
     struct disk *disk;
     struct io_engine *io;
 };

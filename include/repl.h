@@ -104,21 +104,8 @@ struct repl_primary_config {
     uint64_t resync_rate; /* bytes/s for full sync; 0 = no cap */
 };
 int repl_primary_start(const struct repl_node *self, const struct repl_primary_config *cfg);
-/* Front end -> replication, after the local I/O is queued: WRITE, TRIM,
- * WRITE_ZEROES are streamed; FLUSH closes the epoch (a barrier). Sets
- * r->wait_peers for what the reply must wait for. */
-void repl_submit(struct nm_req *r);
-/* False while a full sync copies the range of this write: the request is
- * parked and comes back through nbd_req_resume(). */
-bool repl_may_start(struct nm_req *r);
-void repl_local_done(struct nm_req *r); /* its local I/O finished */
-/* Its local I/O failed after it was streamed: the peers may hold what this
- * disk does not, so they are synced from it again. */
-void repl_local_failed(struct nm_req *r);
-/* Replication -> front end. */
-void nbd_req_peers_done(struct nm_req *r);  /* wait_peers became 0 */
-void nbd_req_unqueued(struct nm_req *r);    /* queued_peers became 0 */
-void nbd_req_resume(struct nm_req *r);      /* a parked request may start */
+/* Client requests reach the primary's stream through the request lifecycle
+ * (include/request.h): repl_primary_start plugs it in with req_set_stream. */
 enum disk_state repl_local_disk(void);      /* this node's disk, as status shows it */
 
 int repl_peers_status(struct peer_status *out, int max);

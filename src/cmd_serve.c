@@ -69,6 +69,14 @@ static const char *role_name(void) { return S.role ? S.role : "standalone"; }
 
 static const char *disk_name(void) { return disk_state_name(repl_local_disk()); }
 
+/* A secondary's export answers reads only while its disk is consistent: a
+ * disk mid-sync (or that failed a write) holds a mix of old and new blocks. */
+static bool secondary_readable(void)
+{
+    enum disk_state d = repl_local_disk();
+    return d == DS_UPTODATE || d == DS_OUTDATED;
+}
+
 static size_t report(const char *cmd, char *b, size_t cap)
 {
     const struct nbd_stats *st = nbd_server_stats();
@@ -363,8 +371,7 @@ int cmd_serve(int argc, char **argv)
         .description = S.role && !primary ? "secondary's disk (read-only replication target)" : NULL,
         .size = S.meta.data_size,
         .read_only = S.export_ro,
-        .replicate = primary,
-        .consistent_only = S.role && !primary,
+        .readable = S.role && !primary ? secondary_readable : NULL,
         .disk = &S.disk,
         .io = S.io,
     };

@@ -70,7 +70,7 @@ void hs_parse(struct conn *c);
 /* transmit.c */
 void tx_parse(struct conn *c);
 void tx_read_payload(struct conn *c, int *progress);
-void req_release(struct conn *c, struct nm_req *r);
+void req_release(struct nm_req *r); /* frees the slot and buffer */
 /* server.c */
 void conn_kill(struct conn *c, const char *why);
 void conn_out(struct conn *c, const void *p, uint32_t len);

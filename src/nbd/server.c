@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "nbd-int.h"
-#include "repl.h"
 
 #define MAX_CONNS 1024
 #define SHUTDOWN_GRACE_MS 5000
@@ -106,11 +105,11 @@ void conn_kill(struct conn *c, const char *why)
     while (c->rq_head) {
         struct nm_req *r = c->rq_head;
         c->rq_head = r->next;
-        req_release(c, r);
+        req_replied(r);
     }
     c->rq_tail = NULL;
     if (c->rd) {
-        req_release(c, c->rd);
+        req_release(c->rd); /* never submitted: nothing else holds it */
         c->rd = NULL;
     }
     /* slots still in the io engine come back through req_release later */
@@ -176,7 +175,7 @@ static void conn_send(struct conn *c)
             struct nm_req *r = c->rq_head;
             left -= r->hdr_len + r->buf_len;
             c->rq_head = r->next;
-            req_release(c, r);
+            req_replied(r);
         }
         if (!c->rq_head)
             c->rq_tail = NULL;
@@ -353,7 +352,7 @@ void nbd_server_shutdown(void)
     }
 }
 
-bool nbd_server_busy(void) { return srv.dirty || srv.resume_all || req_conflict_pending(); }
+bool nbd_server_busy(void) { return srv.dirty || srv.resume_all || req_busy(); }
 
 bool nbd_server_done(void)
 {
@@ -365,7 +364,7 @@ void nbd_server_tick(void)
     uint64_t now = now_ms();
 
     /* Writes that waited for an overlapping one try again. */
-    req_conflict_resume(nbd_req_resume);
+    req_tick();
     /* Connections that were waiting for slots or buffers try again. */
     if (srv.resume_all) {
         srv.resume_all = false;

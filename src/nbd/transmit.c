@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "nbd-int.h"
-#include "repl.h"
 
 enum { STEP_MAIN, STEP_ZEROOUT, STEP_ZERO_FILL, STEP_FUA };
 
@@ -19,14 +18,22 @@ enum { STEP_MAIN, STEP_ZEROOUT, STEP_ZERO_FILL, STEP_FUA };
 static _Alignas(4096) const uint8_t zeroes[ZERO_CHUNK];
 
 static void req_done(struct io_cmd *cmd, int res);
-static void start(struct conn *c, struct nm_req *r);
+static void start_io(struct nm_req *r);
+static void reply(struct nm_req *r);
+static bool conn_gone(struct nm_req *r);
 
-void req_release(struct conn *c, struct nm_req *r)
+/* The request lifecycle (src/req) calls these; see include/request.h. */
+static const struct req_owner owner = {
+    .io = start_io, .complete = reply, .release = req_release, .gone = conn_gone,
+};
+
+static bool conn_gone(struct nm_req *r) { return ((struct conn *)r->conn)->dead; }
+
+/* Nobody holds the request or its buffer any more: the slot is free. */
+void req_release(struct nm_req *r)
 {
-    if (r->queued_peers) { /* peers still send from r->buf: free it after them */
-        r->released = true;
-        return;
-    }
+    struct conn *c = r->conn;
+
     if (r->buf && r->buf_cap) {
         buf_put(r->buf, r->buf_cap);
         srv.resume_all = true; /* a paused connection may now get a buffer */
@@ -40,18 +47,21 @@ void req_release(struct conn *c, struct nm_req *r)
         srv.resume_all = true;
 }
 
-/* Queue the reply; replies of one turn go out together (server.c). */
-static void reply(struct conn *c, struct nm_req *r)
+/* Queue the reply; replies of one turn go out together (server.c), and
+ * each is handed back (req_replied) once sent. */
+static void reply(struct nm_req *r)
 {
+    struct conn *c = r->conn;
+
     if (r->err)
         srv.stats.errors++;
     if (c->dead) {
-        req_release(c, r);
+        req_replied(r);
         return;
     }
-    if (r->type == NBD_CMD_READ && c->structured)
+    if (r->op == REQ_READ && c->structured)
         r->err ? nbd_encode_error_chunk(r) : nbd_encode_read_chunk(r);
-    else if (r->type == NBD_CMD_BLOCK_STATUS)
+    else if (r->op == REQ_BLOCK_STATUS)
         r->err ? nbd_encode_error_chunk(r) : nbd_encode_status_chunk(r);
     else
         nbd_encode_simple(r);
@@ -62,53 +72,6 @@ static void reply(struct conn *c, struct nm_req *r)
         c->rq_head = r;
     c->rq_tail = r;
     conn_mark_dirty(c);
-}
-
-static void fail(struct conn *c, struct nm_req *r, int err)
-{
-    r->err = err;
-    reply(c, r);
-}
-
-/* The local disk is done; the reply may still wait for peers. */
-static void local_done(struct conn *c, struct nm_req *r, int err)
-{
-    req_write_end(r); /* overlapping writes waiting for this one may go */
-    if (r->seq)
-        repl_local_done(r);
-    if (r->seq && err)
-        repl_local_failed(r);
-    r->err = err;
-    r->local_done = true;
-    if (!r->wait_peers)
-        reply(c, r);
-}
-
-void nbd_req_peers_done(struct nm_req *r)
-{
-    if (r->local_done)
-        reply(r->conn, r);
-}
-
-static bool is_write(const struct nm_req *r)
-{
-    return r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM || r->type == NBD_CMD_WRITE_ZEROES;
-}
-
-void nbd_req_resume(struct nm_req *r)
-{
-    if (r->conn->dead)
-        req_release(r->conn, r);
-    else
-        start(r->conn, r);
-}
-
-void nbd_req_unqueued(struct nm_req *r)
-{
-    if (r->released) {
-        r->released = false;
-        req_release(r->conn, r);
-    }
 }
 
 static void submit_io(struct nm_req *r, enum io_op op, int fd, void *buf,
@@ -151,143 +114,23 @@ static void submit_cmd(struct nm_req *r)
 static void submit_zeroes(struct nm_req *r)
 {
     const struct disk *d = srv.exp->disk;
-    bool keep = r->flags & NBD_CMD_FLAG_NO_HOLE;
+    bool keep = r->flags & REQ_F_NO_HOLE;
 
-    if (d->is_blockdev && keep && (r->flags & NBD_CMD_FLAG_FAST_ZERO)) {
-        local_done(r->conn, r, ENOTSUP); /* the device decides the speed: no promise */
+    if (d->is_blockdev && keep && (r->flags & REQ_F_FAST_ZERO)) {
+        req_local_done(r, ENOTSUP); /* the device decides the speed: no promise */
         return;
     }
     disk_zero_cmd(d, &r->io, r->offset, r->len, keep);
     submit_cmd(r);
 }
 
-/* A fast zero may be refused by the local disk (ENOTSUP), and then must not
- * have happened on any peer either: it is streamed after it succeeded here.
- * So is a trim: only what this disk really trimmed (it then reads zeroes)
- * goes to the peers, which make it read zeroes too; a trim this disk cannot
- * do is done nowhere, and the disks stay equal. */
-static bool stream_later(const struct nm_req *r)
-{
-    return (r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO)) ||
-           r->type == NBD_CMD_TRIM;
-}
-
-static void start(struct conn *c, struct nm_req *r)
-{
-    const struct disk *d = srv.exp->disk;
-    int rwf = 0;
-
-    if (srv.exp->replicate && !repl_may_start(r))
-        return; /* a full sync is copying this range; nbd_req_resume() brings it back */
-    if (is_write(r) && !req_write_begin(r))
-        return; /* overlaps a write in flight; req_conflict_resume() brings it back */
-
-    r->step = STEP_MAIN;
-    r->done = 0;
-    r->stream_off = r->offset;
-    r->stream_len = r->len;
-    switch (r->type) {
-    case NBD_CMD_READ:
-        srv.stats.reads++;
-        srv.stats.read_bytes += r->len;
-        r->buf_len = r->len;
-        submit_io(r, IO_READ, disk_fd_for(d, r->buf, r->offset, r->len), r->buf, r->len, r->offset, 0);
-        break;
-    case NBD_CMD_WRITE:
-        srv.stats.writes++;
-        srv.stats.write_bytes += r->len;
-        if (r->flags & NBD_CMD_FLAG_FUA)
-            rwf = RWF_DSYNC; /* durable before the reply, in one operation */
-        submit_io(r, IO_WRITE, disk_fd_for(d, r->buf, r->offset, r->len), r->buf, r->len, r->offset, rwf);
-        break;
-    case NBD_CMD_FLUSH:
-        srv.stats.flushes++;
-        submit_flush(r);
-        break;
-    case NBD_CMD_TRIM:
-        srv.stats.trims++;
-        disk_trim_cmd(d, &r->io, r->offset, r->len);
-        r->stream_off = r->io.off; /* on a device: the aligned part */
-        r->stream_len = r->io.len;
-        if (r->io.len == 0) {
-            local_done(c, r, 0); /* nothing whole to trim: a no-op everywhere */
-            return;
-        }
-        submit_cmd(r);
-        break;
-    case NBD_CMD_WRITE_ZEROES:
-        srv.stats.zeroes++;
-        submit_zeroes(r);
-        break;
-    }
-    /* the same request, in the same order, to every peer (not what already
-     * failed before any I/O; a fast zero only once it worked here) */
-    if (srv.exp->replicate && r->type != NBD_CMD_READ && !r->local_done && !stream_later(r))
-        repl_submit(r);
-}
-
-static void req_done(struct io_cmd *cmd, int res)
-{
-    struct nm_req *r = (struct nm_req *)((char *)cmd - offsetof(struct nm_req, io));
-    struct conn *c = r->conn;
-
-    if (res < 0) {
-        int err = -res;
-        if (r->type == NBD_CMD_TRIM && r->step == STEP_MAIN && (err == EOPNOTSUPP || err == EINVAL)) {
-            /* trim is advisory: a disk that cannot trim has done its part,
-             * and since nothing changed here, nothing is streamed */
-            local_done(c, r, 0);
-            return;
-        } else if (r->type == NBD_CMD_WRITE_ZEROES &&
-                   (r->step == STEP_MAIN || r->step == STEP_ZEROOUT) &&
-                   (err == EOPNOTSUPP || err == EINVAL)) {
-            if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
-                local_done(c, r, ENOTSUP);
-                return;
-            }
-            if (srv.exp->disk->is_blockdev && r->step == STEP_MAIN) {
-                disk_zero_cmd(srv.exp->disk, &r->io, r->offset, r->len, true);
-                r->step = STEP_ZEROOUT;
-                submit_cmd(r);
-            } else {
-                submit_zero_fill(r); /* the last resort: writing zeroes */
-            }
-            return;
-        } else {
-            static struct ratelimit rl;
-            if (err != ENOSPC && err != EDQUOT && log_ratelimit(&rl))
-                log_err("%s: %s of %u bytes at %llu failed: %s", srv.exp->disk->path,
-                        r->type == NBD_CMD_READ ? "read" : "write", r->len,
-                        (unsigned long long)r->offset, strerror(err));
-            local_done(c, r, err);
-            return;
-        }
-    }
-    if (r->step == STEP_ZERO_FILL) {
-        r->done += cmd->len;
-        if (r->done < r->len) {
-            submit_zero_fill(r);
-            return;
-        }
-    }
-    if (srv.exp->replicate && stream_later(r) && !r->seq && r->step != STEP_FUA)
-        repl_submit(r); /* it worked here: now the peers (before our FUA flush) */
-    /* WRITE with FUA used RWF_DSYNC; others that change data flush after. */
-    if (r->step != STEP_FUA && (r->flags & NBD_CMD_FLAG_FUA) &&
-        (r->type == NBD_CMD_TRIM || r->type == NBD_CMD_WRITE_ZEROES)) {
-        submit_flush(r);
-        return;
-    }
-    local_done(c, r, 0);
-}
-
 /* base:allocation from SEEK_DATA / SEEK_HOLE. A block device reports all
  * data: lseek cannot see its allocation (EINVAL on devices). */
-static void block_status(struct conn *c, struct nm_req *r)
+static void block_status(struct nm_req *r)
 {
     int fd = srv.exp->disk->fd_buffered;
     uint64_t pos = r->offset, end = r->offset + r->len;
-    unsigned n = 0, max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
+    unsigned n = 0, max = (r->flags & REQ_F_REQ_ONE) ? 1 : MAX_EXTENTS;
 
     srv.stats.block_status++;
     while (pos < end && n < max) {
@@ -312,8 +155,108 @@ static void block_status(struct conn *c, struct nm_req *r)
         pos = next;
     }
     r->buf_len = 8 * n;
-    r->err = 0;
-    reply(c, r);
+    req_local_done(r, 0);
+}
+
+/* The lifecycle says go: the local disk's part of the request. */
+static void start_io(struct nm_req *r)
+{
+    const struct disk *d = srv.exp->disk;
+    int rwf = 0;
+
+    r->step = STEP_MAIN;
+    r->done = 0;
+    switch (r->op) {
+    case REQ_READ:
+        srv.stats.reads++;
+        srv.stats.read_bytes += r->len;
+        r->buf_len = r->len;
+        submit_io(r, IO_READ, disk_fd_for(d, r->buf, r->offset, r->len), r->buf, r->len, r->offset, 0);
+        break;
+    case REQ_WRITE:
+        srv.stats.writes++;
+        srv.stats.write_bytes += r->len;
+        if (r->flags & REQ_F_FUA)
+            rwf = RWF_DSYNC; /* durable before the reply, in one operation */
+        submit_io(r, IO_WRITE, disk_fd_for(d, r->buf, r->offset, r->len), r->buf, r->len, r->offset, rwf);
+        break;
+    case REQ_FLUSH:
+        srv.stats.flushes++;
+        submit_flush(r);
+        break;
+    case REQ_TRIM:
+        srv.stats.trims++;
+        disk_trim_cmd(d, &r->io, r->offset, r->len);
+        r->stream_off = r->io.off; /* on a device: the aligned part; peers get */
+        r->stream_len = r->io.len; /* what was really trimmed here */
+        if (r->io.len == 0) {
+            req_local_done(r, 0); /* nothing whole to trim: a no-op everywhere */
+            return;
+        }
+        submit_cmd(r);
+        break;
+    case REQ_ZERO:
+        srv.stats.zeroes++;
+        submit_zeroes(r);
+        break;
+    case REQ_BLOCK_STATUS:
+        block_status(r);
+        break;
+    case REQ_NONE:
+        req_local_done(r, EINVAL); /* check() refuses these first */
+        break;
+    }
+}
+
+static void req_done(struct io_cmd *cmd, int res)
+{
+    struct nm_req *r = (struct nm_req *)((char *)cmd - offsetof(struct nm_req, io));
+
+    if (res < 0) {
+        int err = -res;
+        if (r->op == REQ_TRIM && r->step == STEP_MAIN && (err == EOPNOTSUPP || err == EINVAL)) {
+            /* trim is advisory: a disk that cannot trim has done its part,
+             * and since nothing changed here, nothing is streamed */
+            r->stream_len = 0;
+            req_local_done(r, 0);
+            return;
+        } else if (r->op == REQ_ZERO && (r->step == STEP_MAIN || r->step == STEP_ZEROOUT) &&
+                   (err == EOPNOTSUPP || err == EINVAL)) {
+            if (r->flags & REQ_F_FAST_ZERO) {
+                req_local_done(r, ENOTSUP);
+                return;
+            }
+            if (srv.exp->disk->is_blockdev && r->step == STEP_MAIN) {
+                disk_zero_cmd(srv.exp->disk, &r->io, r->offset, r->len, true);
+                r->step = STEP_ZEROOUT;
+                submit_cmd(r);
+            } else {
+                submit_zero_fill(r); /* the last resort: writing zeroes */
+            }
+            return;
+        } else {
+            static struct ratelimit rl;
+            if (err != ENOSPC && err != EDQUOT && log_ratelimit(&rl))
+                log_err("%s: %s of %u bytes at %llu failed: %s", srv.exp->disk->path,
+                        r->op == REQ_READ ? "read" : "write", r->len,
+                        (unsigned long long)r->offset, strerror(err));
+            req_local_done(r, err);
+            return;
+        }
+    }
+    if (r->step == STEP_ZERO_FILL) {
+        r->done += cmd->len;
+        if (r->done < r->len) {
+            submit_zero_fill(r);
+            return;
+        }
+    }
+    /* WRITE with FUA used RWF_DSYNC; others that change data flush after. */
+    if (r->step != STEP_FUA && (r->flags & REQ_F_FUA) && (r->op == REQ_TRIM || r->op == REQ_ZERO)) {
+        submit_flush(r);
+        return;
+    }
+    req_local_done(r, 0);
 }
 
 /* Checks a request against the spec and the export; 0 or an errno. */
@@ -356,9 +299,29 @@ static int check(const struct conn *c, const struct nbd_request *q)
         return EINVAL;
     if (q->offset > e->size || q->len > e->size - q->offset)
         return q->type == NBD_CMD_WRITE || q->type == NBD_CMD_WRITE_ZEROES ? ENOSPC : EINVAL;
-    if (e->consistent_only && repl_local_disk() == DS_INCONSISTENT)
+    if (e->readable && !e->readable())
         return EIO; /* mid-sync: a mix of old and new blocks is no answer */
     return 0;
+}
+
+/* NBD's command and flags, translated once into our own. */
+static void translate(struct nm_req *r, const struct nbd_request *q)
+{
+    static const enum req_op ops[] = {
+        [NBD_CMD_READ] = REQ_READ, [NBD_CMD_WRITE] = REQ_WRITE, [NBD_CMD_FLUSH] = REQ_FLUSH,
+        [NBD_CMD_TRIM] = REQ_TRIM, [NBD_CMD_WRITE_ZEROES] = REQ_ZERO,
+        [NBD_CMD_BLOCK_STATUS] = REQ_BLOCK_STATUS,
+    };
+    r->op = q->type < sizeof ops / sizeof ops[0] && (ops[q->type] || q->type == NBD_CMD_READ)
+                ? ops[q->type] : REQ_NONE;
+    r->flags = (q->flags & NBD_CMD_FLAG_FUA ? REQ_F_FUA : 0) |
+               (q->flags & NBD_CMD_FLAG_NO_HOLE ? REQ_F_NO_HOLE : 0) |
+               (q->flags & NBD_CMD_FLAG_FAST_ZERO ? REQ_F_FAST_ZERO : 0) |
+               (q->flags & NBD_CMD_FLAG_DF ? REQ_F_DF : 0) |
+               (q->flags & NBD_CMD_FLAG_REQ_ONE ? REQ_F_REQ_ONE : 0);
+    r->cookie = q->cookie;
+    r->offset = q->offset;
+    r->len = q->len;
 }
 
 static struct nm_req *take_slot(struct conn *c)
@@ -367,12 +330,8 @@ static struct nm_req *take_slot(struct conn *c)
     c->free_slots = r->next;
     c->inflight++;
     r->conn = c;
-    r->err = 0;
     r->buf = NULL;
     r->buf_len = r->buf_cap = 0;
-    r->seq = 0;
-    r->wait_peers = r->queued_peers = 0;
-    r->local_done = r->released = r->ov_active = false;
     return r;
 }
 
@@ -421,17 +380,14 @@ void tx_parse(struct conn *c)
         }
         err = srv.shutting_down ? ESHUTDOWN : check(c, &q);
         r = take_slot(c);
-        r->cookie = q.cookie;
-        r->offset = q.offset;
-        r->len = q.len;
-        r->type = q.type;
-        r->flags = q.flags;
+        translate(r, &q);
+        req_init(r, &owner);
         if (!err && (q.type == NBD_CMD_READ || q.type == NBD_CMD_WRITE ||
                      q.type == NBD_CMD_BLOCK_STATUS)) {
             uint32_t need = q.type == NBD_CMD_BLOCK_STATUS ? 8 * MAX_EXTENTS : q.len;
             r->buf = buf_get(need);
             if (!r->buf) { /* over the memory budget: wait, do not fail */
-                req_release(c, r);
+                req_release(r);
                 c->paused = true;
                 break;
             }
@@ -450,11 +406,9 @@ void tx_parse(struct conn *c)
             }
         }
         if (err)
-            fail(c, r, err);
-        else if (q.type == NBD_CMD_BLOCK_STATUS)
-            block_status(c, r);
+            req_fail(r, err);
         else
-            start(c, r);
+            req_submit(r);
     }
     conn_update_events(c);
 }
@@ -493,6 +447,6 @@ void tx_read_payload(struct conn *c, int *progress)
             return; /* socket drained for now */
         struct nm_req *r = c->rd;
         c->rd = NULL;
-        start(c, r);
+        req_submit(r);
     }
 }

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "nbd.h"
 #include "repl-int.h"
+#include "request.h"
 #include "resync.h"
 
 #define SQ_MAX      8192          /* frames queued per peer */
@@ -119,25 +119,20 @@ static void frame(struct peer *p, struct sq_item *it, uint8_t type, uint16_t fla
 
 static void unqueue(struct peer *p, struct nm_req *r)
 {
-    if (!r)
-        return;
-    r->queued_peers &= ~(1u << p->idx);
-    if (!r->queued_peers)
-        nbd_req_unqueued(r);
+    if (r)
+        req_event(r, REQ_EV_UNQUEUED, p->idx, 0);
 }
 
-static void stop_waiting(struct peer *p, struct nm_req *r)
+/* The request no longer waits for this peer: it acknowledged, or is gone. */
+static void stop_waiting(struct peer *p, struct nm_req *r, bool acked)
 {
     uint32_t bit = 1u << p->idx;
     if (!(r->wait_peers & bit))
         return;
-    r->wait_peers &= ~bit;
     p->waiting--;
-    if (!r->wait_peers) {
-        if (P.table[r->seq % TABLE] == r)
-            P.table[r->seq % TABLE] = NULL;
-        nbd_req_peers_done(r);
-    }
+    if (!(r->wait_peers & ~bit) && P.table[r->seq % TABLE] == r)
+        P.table[r->seq % TABLE] = NULL; /* before the event: r may be done after it */
+    req_event(r, acked ? REQ_EV_PEER_ACKED : REQ_EV_PEER_LOST, p->idx, 0);
 }
 
 static void peer_drop(struct peer *p, const char *why)
@@ -167,7 +162,7 @@ static void peer_drop(struct peer *p, const char *why)
     p->unacked = 0; /* whatever was in flight there is lost with the link */
     for (unsigned i = 0; i < TABLE && p->waiting; i++)
         if (P.table[i])
-            stop_waiting(p, P.table[i]);
+            stop_waiting(p, P.table[i], false);
     p->waiting = 0;
     sync_abort(p);
     p->in_len = 0;
@@ -248,7 +243,7 @@ static bool queue_to(struct peer *p, struct nm_req *r, uint8_t type, uint16_t fl
     frame(p, it, type, flags, r ? r->seq : 0, P.epoch, extra, extra_len, data_len);
     it->r = r;
     if (r)
-        r->queued_peers |= 1u << p->idx;
+        req_hold_buf(r, p->idx);
     return true;
 }
 
@@ -262,41 +257,40 @@ static void barrier_to(struct peer *p, struct nm_req *r)
     frame(p, it, RT_BARRIER, 0, r ? r->seq : ++P.seq, P.epoch, NULL, 0, 0);
 }
 
-void repl_submit(struct nm_req *r)
+static void stream_submit(struct nm_req *r)
 {
     uint8_t extra[12];
     uint8_t type, elen = 8;
     uint16_t flags = 0;
     uint32_t data_len = 0;
-    bool barrier = r->type == NBD_CMD_FLUSH;
+    bool barrier = r->op == REQ_FLUSH;
 
     r->seq = ++P.seq;
     r->epoch = P.epoch;
-    r->wait_peers = r->queued_peers = 0;
     put_be64(extra, r->stream_off);
-    switch (r->type) {
-    case NBD_CMD_WRITE:
+    switch (r->op) {
+    case REQ_WRITE:
         type = RT_WRITE;
         data_len = r->len;
         break;
-    case NBD_CMD_TRIM:
+    case REQ_TRIM:
         type = RT_TRIM;
         put_be32(extra + 8, r->stream_len);
         elen = 12;
         break;
-    case NBD_CMD_WRITE_ZEROES:
+    case REQ_ZERO:
         type = RT_ZERO;
-        flags = (r->flags & NBD_CMD_FLAG_NO_HOLE) ? RF_NO_HOLE : 0;
+        flags = (r->flags & REQ_F_NO_HOLE) ? RF_NO_HOLE : 0;
         put_be32(extra + 8, r->stream_len);
         elen = 12;
         break;
-    case NBD_CMD_FLUSH:
+    case REQ_FLUSH:
         type = RT_BARRIER;
         break;
     default:
         return;
     }
-    if (type != RT_BARRIER && (r->flags & NBD_CMD_FLAG_FUA)) {
+    if (type != RT_BARRIER && (r->flags & REQ_F_FUA)) {
         flags |= RF_FUA;  /* durable on the peer before it acknowledges */
         barrier = true;   /* and it orders like a flush */
     }
@@ -314,7 +308,7 @@ void repl_submit(struct nm_req *r)
             continue;
         /* what the reply waits for from this peer */
         if (P.cfg.protocol == 'C' || (P.cfg.protocol == 'B' && type != RT_BARRIER)) {
-            r->wait_peers |= 1u << p->idx;
+            req_wait_peer(r, p->idx);
             p->waiting++;
         }
     }
@@ -326,9 +320,10 @@ void repl_submit(struct nm_req *r)
          * is stuck. Drop them (they resync) rather than wait for ever. */
         uint32_t stuck = old->wait_peers;
         for (int i = 0; i < REPL_MAX_PEERS; i++)
-            if (stuck & (1u << i))
+            if (stuck & (1u << i)) {
                 peer_drop(&P.peers[i], "acknowledgement overdue");
-        r->wait_peers &= ~stuck;
+                stop_waiting(&P.peers[i], r, false);
+            }
     }
     if (r->wait_peers)
         P.table[r->seq % TABLE] = r;
@@ -336,16 +331,20 @@ void repl_submit(struct nm_req *r)
         resync_write_begin(r->offset, r->len); /* a sync chunk here waits for it */
 }
 
-void repl_local_done(struct nm_req *r)
+static void local_failed(struct nm_req *r);
+
+static void stream_local_done(struct nm_req *r, int err)
 {
-    if (r->seq && r->type != NBD_CMD_FLUSH)
-        resync_write_end(r->offset, r->len);
+    if (r->op == REQ_FLUSH)
+        return; /* nothing was written on the peers that this disk lacks */
+    resync_write_end(r->offset, r->len);
+    if (err)
+        local_failed(r);
 }
 
-bool repl_may_start(struct nm_req *r)
+static bool stream_may_start(struct nm_req *r)
 {
-    if ((r->type != NBD_CMD_WRITE && r->type != NBD_CMD_TRIM && r->type != NBD_CMD_WRITE_ZEROES) ||
-        !resync_locked(r->offset, r->len))
+    if (!req_is_write(r) || !resync_locked(r->offset, r->len))
         return true;
     r->next = NULL; /* parked until the chunk is queued */
     if (P.held)
@@ -414,7 +413,7 @@ static void on_ack(struct peer *p, const struct repl_hdr *h)
     bool counts = P.cfg.protocol == 'B' ? h->type == RT_ACK_RECV
                                         : h->type == RT_ACK_WRITE || h->type == RT_BARRIER_ACK;
     if (counts)
-        stop_waiting(p, r);
+        stop_waiting(p, r, true);
 }
 
 static void peer_hello(struct peer *p, const struct repl_hdr *h, const uint8_t *pay)
@@ -598,7 +597,11 @@ static void on_listen(struct handler *h, uint32_t ev)
 
 int repl_primary_start(const struct repl_node *self, const struct repl_primary_config *cfg)
 {
+    static const struct req_stream stream = {
+        .may_start = stream_may_start, .submit = stream_submit, .local_done = stream_local_done,
+    };
     repl_role_started(1);
+    req_set_stream(&stream);
     P.self = *self;
     P.cfg = *cfg;
     P.epoch = 1;
@@ -679,7 +682,7 @@ void primary_tick(void)
         while (list) {
             struct nm_req *r = list;
             list = r->next;
-            nbd_req_resume(r); /* parks itself again if still locked */
+            req_resume(r); /* parks itself again if still locked */
         }
     }
 }
@@ -794,10 +797,10 @@ static void sync_abort(struct peer *p)
              p->addr, (unsigned long long)(p->rs.sent >> 20));
 }
 
-void repl_local_failed(struct nm_req *r)
+/* A write failed here after it was streamed: the peers may hold what this
+ * disk does not, so they are synced from it again. */
+static void local_failed(struct nm_req *r)
 {
-    if (r->type == NBD_CMD_FLUSH)
-        return; /* nothing was written on the peers that this disk lacks */
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct peer *p = &P.peers[i];
         if (!p->used || p->st != PC_UP)
