@@ -19,6 +19,7 @@
 #include "nbd.h"
 #include "nbdmirror.h"
 #include "repl.h"
+#include "status.h"
 
 static const char usage[] =
     "Usage: nbdmirror serve DISK --nbd unix:PATH|HOST:PORT [options]\n"
@@ -77,104 +78,58 @@ static bool secondary_readable(void)
     return d == DS_UPTODATE || d == DS_OUTDATED;
 }
 
-static size_t report(const char *cmd, char *b, size_t cap)
+/* The node's state, gathered once; `nbdmirror status` renders it. */
+static void fill_status(struct node_status *st)
 {
-    const struct nbd_stats *st = nbd_server_stats();
-    unsigned long long up = (now_ms() - S.started) / 1000;
+    const struct nbd_stats *ns = nbd_server_stats();
     struct peer_status ps[REPL_MAX_PEERS];
-    int np = repl_peers_status(ps, REPL_MAX_PEERS);
-    size_t n;
 
-    if (!strcmp(cmd, "status json")) {
-        n = snprintf(b, cap,
-            "{\"role\":\"%s\",\"disk\":\"%s\",\"device\":\"%s\","
-            "\"export\":\"%s\",\"size\":%llu,\"read_only\":%s,\"engine\":\"%s\","
-            "\"direct\":%s,\"uptime_s\":%llu,\"clients\":%llu,\"connections_total\":%llu,"
-            "\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,\"trims\":%llu,"
-            "\"zero_writes\":%llu,\"block_status\":%llu,\"errors\":%llu,"
-            "\"read_bytes\":%llu,\"write_bytes\":%llu,\"peers\":[",
-            role_name(), disk_name(), S.disk_path, S.name, (unsigned long long)S.meta.data_size,
-            S.export_ro ? "true" : "false", io_engine_name(S.io),
-            S.disk.direct ? "true" : "false", up,
-            (unsigned long long)st->clients_now, (unsigned long long)st->connections,
-            (unsigned long long)st->reads, (unsigned long long)st->writes,
-            (unsigned long long)st->flushes, (unsigned long long)st->trims,
-            (unsigned long long)st->zeroes, (unsigned long long)st->block_status,
-            (unsigned long long)st->errors, (unsigned long long)st->read_bytes,
-            (unsigned long long)st->write_bytes);
-        char pct[REPL_MAX_PEERS][16], eta[REPL_MAX_PEERS][24];
-        for (int i = 0; i < np; i++) {
-            snprintf(pct[i], sizeof pct[i], ps[i].resync_percent < 0 ? "null" : "%d",
-                     ps[i].resync_percent);
-            snprintf(eta[i], sizeof eta[i], ps[i].resync_percent < 0 ? "null" : "%llu",
-                     (unsigned long long)ps[i].resync_eta_s);
-        }
-        for (int i = 0; i < np && n < cap; i++)
-            n += snprintf(b + n, cap - n,
-                "%s{\"address\":\"%s\",\"connection\":\"%s\",\"replication\":\"%s\","
-                "\"peer_disk\":\"%s\",\"protocol\":\"%c\",\"sent_bytes\":%llu,"
-                "\"acked_bytes\":%llu,\"received_bytes\":%llu,\"sent_requests\":%llu,"
-                "\"acked_requests\":%llu,\"inflight\":%llu,\"out_of_sync_bytes\":%llu,"
-                "\"resync_sent_bytes\":%llu,\"resync_percent\":%s,\"resync_eta_s\":%s,"
-                "\"resync_bytes_per_s\":%llu,\"trimmed_bytes\":%llu,\"zeroed_bytes\":%llu,"
-                "\"last_error\":\"%s\"}",
-                i ? "," : "", ps[i].address, ps[i].connection, ps[i].replication,
-                ps[i].peer_disk, ps[i].protocol ? ps[i].protocol : '-',
-                (unsigned long long)ps[i].sent_bytes, (unsigned long long)ps[i].acked_bytes,
-                (unsigned long long)ps[i].received_bytes, (unsigned long long)ps[i].sent_requests,
-                (unsigned long long)ps[i].acked_requests, (unsigned long long)ps[i].inflight,
-                (unsigned long long)ps[i].out_of_sync_bytes,
-                (unsigned long long)ps[i].resync_sent_bytes, pct[i], eta[i],
-                (unsigned long long)ps[i].resync_bytes_per_s,
-                (unsigned long long)ps[i].trimmed_bytes, (unsigned long long)ps[i].zeroed_bytes,
-                ps[i].last_error);
-        if (n < cap)
-            n += snprintf(b + n, cap - n, "]}\n");
-        return n < cap ? n : cap - 1;
+    memset(st, 0, sizeof *st);
+    snprintf(st->role, sizeof st->role, "%s", role_name());
+    snprintf(st->disk, sizeof st->disk, "%s", disk_name());
+    snprintf(st->device, sizeof st->device, "%s", S.disk_path);
+    snprintf(st->export_name, sizeof st->export_name, "%s", S.name);
+    st->size = S.meta.data_size;
+    st->read_only = S.export_ro;
+    snprintf(st->engine, sizeof st->engine, "%s", io_engine_name(S.io));
+    st->direct = S.disk.direct;
+    st->uptime_s = (now_ms() - S.started) / 1000;
+    st->clients = ns->clients_now;
+    st->connections_total = ns->connections;
+    st->reads = ns->reads;
+    st->writes = ns->writes;
+    st->flushes = ns->flushes;
+    st->trims = ns->trims;
+    st->zero_writes = ns->zeroes;
+    st->block_status = ns->block_status;
+    st->errors = ns->errors;
+    st->read_bytes = ns->read_bytes;
+    st->write_bytes = ns->write_bytes;
+    st->npeers = repl_peers_status(ps, REPL_MAX_PEERS);
+    for (int i = 0; i < st->npeers; i++)
+        status_peer_from(&st->peers[i], &ps[i]);
+}
+
+/* The control socket's one command: "get" answers the status record. */
+static char *answer(const char *cmd, size_t *len)
+{
+    static struct node_status st;
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+
+    if (!f)
+        return NULL;
+    if (!strcmp(cmd, CTL_CMD_GET)) {
+        fill_status(&st);
+        status_write(f, &st);
+    } else {
+        fprintf(f, "error: unknown command '%s' (try: %s)\n", cmd, CTL_CMD_GET);
     }
-    if (!strcmp(cmd, "status")) {
-        n = snprintf(b, cap,
-            "role: %s   disk: %s   %s\n"
-            "device: %s   export: \"%s\"   size: %llu bytes\n"
-            "engine: %s%s   uptime: %llus\n"
-            "clients: %llu now, %llu since start\n"
-            "requests: %llu reads (%llu bytes), %llu writes (%llu bytes), %llu flushes,\n"
-            "          %llu trims, %llu zero writes, %llu block status, %llu errors\n",
-            role_name(), disk_name(), S.export_ro ? "read-only" : "read-write",
-            S.disk_path, S.name, (unsigned long long)S.meta.data_size,
-            io_engine_name(S.io), S.disk.direct ? " (O_DIRECT)" : " (buffered)", up,
-            (unsigned long long)st->clients_now, (unsigned long long)st->connections,
-            (unsigned long long)st->reads, (unsigned long long)st->read_bytes,
-            (unsigned long long)st->writes, (unsigned long long)st->write_bytes,
-            (unsigned long long)st->flushes, (unsigned long long)st->trims,
-            (unsigned long long)st->zeroes, (unsigned long long)st->block_status,
-            (unsigned long long)st->errors);
-        if (np == 0 && n < cap)
-            n += snprintf(b + n, cap - n, "peers: none\n");
-        else if (n < cap)
-            n += snprintf(b + n, cap - n, "%-22s %-10s %-11s %-12s %s %10s %10s %8s\n", "peer",
-                          "connection", "replication", "peer disk", "p", "sent MiB", "acked MiB",
-                          "in flight");
-        for (int i = 0; i < np && n < cap; i++) {
-            n += snprintf(b + n, cap - n, "%-22s %-10s %-11s %-12s %c %10.1f %10.1f %8llu\n",
-                          ps[i].address, ps[i].connection, ps[i].replication, ps[i].peer_disk,
-                          ps[i].protocol ? ps[i].protocol : '-',
-                          (ps[i].sent_bytes ? ps[i].sent_bytes : ps[i].received_bytes) / 1048576.0,
-                          ps[i].acked_bytes / 1048576.0, (unsigned long long)ps[i].inflight);
-            if (ps[i].resync_percent >= 0 && n < cap)
-                n += snprintf(b + n, cap - n, "    sync: %d%%, %.1f MiB done, %.1f MiB/s, eta %llus\n",
-                              ps[i].resync_percent, ps[i].resync_sent_bytes / 1048576.0,
-                              ps[i].resync_bytes_per_s / 1048576.0,
-                              (unsigned long long)ps[i].resync_eta_s);
-            if ((ps[i].trimmed_bytes || ps[i].zeroed_bytes) && n < cap)
-                n += snprintf(b + n, cap - n, "    trimmed %.1f MiB, zeroed %.1f MiB\n",
-                              ps[i].trimmed_bytes / 1048576.0, ps[i].zeroed_bytes / 1048576.0);
-            if (ps[i].last_error[0] && n < cap)
-                n += snprintf(b + n, cap - n, "    last error: %s\n", ps[i].last_error);
-        }
-        return n < cap ? n : cap - 1;
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
     }
-    return snprintf(b, cap, "error: unknown command '%s' (try: status, status json)\n", cmd);
+    return buf;
 }
 
 static int sfd = -1;
@@ -402,7 +357,7 @@ int cmd_serve(int argc, char **argv)
             return 1;
         }
     }
-    r = ctl_start(S.control, report);
+    r = ctl_start(S.control, answer);
     if (r < 0) {
         log_err("control socket %s: %s", S.control,
                 r == -EADDRINUSE ? "another nbdmirror is using it (give --control)" : strerror(-r));

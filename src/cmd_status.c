@@ -1,10 +1,13 @@
-/* nbdmirror status: asks a running serve over its control socket. */
+/* nbdmirror status: asks a running serve for its status record over the
+ * control socket and renders it as text or JSON (status.h). */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
 #include "nbdmirror.h"
+#include "status.h"
 
 static const char usage[] =
     "Usage: nbdmirror status [--control PATH] [--json]\n"
@@ -12,7 +15,7 @@ static const char usage[] =
     "Show the state of a running 'nbdmirror serve'.\n"
     "\n"
     "  --control PATH  its control socket (default " NM_DEFAULT_CONTROL ")\n"
-    "  --json          machine-readable output (keys in nbdmirror(8))\n";
+    "  --json          machine-readable output, one JSON object (keys in nbdmirror(8))\n";
 
 int cmd_status(int argc, char **argv)
 {
@@ -22,7 +25,10 @@ int cmd_status(int argc, char **argv)
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
+    static struct node_status st;
     const char *path = NM_DEFAULT_CONTROL;
+    char *ans, why[128];
+    size_t len;
     int json = 0, o, r;
 
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -37,11 +43,24 @@ int cmd_status(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    r = ctl_query(path, json ? "status json" : "status");
+    r = ctl_query(path, CTL_CMD_GET, &ans, &len);
     if (r < 0) {
         fprintf(stderr, "nbdmirror status: cannot reach %s: %s (is 'nbdmirror serve' running?)\n",
                 path, strerror(-r));
         return 1;
     }
-    return 0;
+    if (status_parse(ans, len, &st, why, sizeof why) < 0) {
+        /* an answer that is no record (e.g. an older daemon's error line)
+         * is shown as it came, up to its first line break */
+        fprintf(stderr, "nbdmirror status: %s answered no usable status (%s): %.*s\n", path, why,
+                (int)strcspn(ans, "\n"), ans);
+        free(ans);
+        return 1;
+    }
+    free(ans);
+    if (json)
+        status_print_json(stdout, &st);
+    else
+        status_print_text(stdout, &st);
+    return fflush(stdout) == 0 ? 0 : 1;
 }

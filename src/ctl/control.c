@@ -1,5 +1,7 @@
 /* Control socket: one command per connection, answered and closed. The
- * report is small (it fits a socket buffer), so one send is enough. */
+ * answer (the status record of up to 31 peers) may be larger than the
+ * socket's buffer: what one send does not take is sent when the socket is
+ * writable again, and the connection is closed only once all is out. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,6 @@
 #include "ctl.h"
 
 #define CTL_MAX_CLIENTS 16
-#define REPORT_CAP (64u << 10)
 
 struct ctl_client {
     struct handler h;
@@ -22,11 +23,13 @@ struct ctl_client {
     uint64_t born;
     char cmd[128];
     size_t len;
+    char *out;            /* the answer being sent, or NULL while reading */
+    size_t out_len, out_off;
 };
 
 static int lfd = -1;
 static char sock_path[108];
-static ctl_report_fn report;
+static ctl_answer_fn answer;
 static struct handler h_listen;
 static struct ctl_client *clients[CTL_MAX_CLIENTS];
 
@@ -37,17 +40,44 @@ static void client_close(struct ctl_client *cl)
             clients[i] = NULL;
     loop_del(cl->fd);
     close(cl->fd);
+    free(cl->out);
     free(cl);
+}
+
+/* Sends what is left of the answer; closes the connection when all is out
+ * or the client is gone, else waits for the socket to take more. */
+static void send_answer(struct ctl_client *cl)
+{
+    while (cl->out_off < cl->out_len) {
+        ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            cl->out_off += n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            if (loop_mod(cl->fd, EPOLLOUT, &cl->h) == 0)
+                return;
+        }
+        break; /* the client went away; nothing to tell anyone */
+    }
+    client_close(cl);
 }
 
 static void on_client(struct handler *h, uint32_t ev)
 {
     struct ctl_client *cl = (struct ctl_client *)h;
-    ssize_t n = recv(cl->fd, cl->cmd + cl->len, sizeof cl->cmd - 1 - cl->len, MSG_DONTWAIT);
-    char *nl, *out;
-    size_t len;
+    char *nl;
+    ssize_t n;
 
     (void)ev;
+    if (cl->out) {
+        send_answer(cl);
+        return;
+    }
+    n = recv(cl->fd, cl->cmd + cl->len, sizeof cl->cmd - 1 - cl->len, MSG_DONTWAIT);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -61,15 +91,12 @@ static void on_client(struct handler *h, uint32_t ev)
         return;
     if (nl)
         *nl = '\0';
-    out = malloc(REPORT_CAP);
-    if (out) {
-        len = report(cl->cmd, out, REPORT_CAP);
-        if (send(cl->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-            /* the client went away; nothing to tell anyone */
-        }
-        free(out);
+    cl->out = answer(cl->cmd, &cl->out_len);
+    if (!cl->out) {
+        client_close(cl);
+        return;
     }
-    client_close(cl);
+    send_answer(cl);
 }
 
 static void on_listen(struct handler *h, uint32_t ev)
@@ -82,7 +109,7 @@ static void on_listen(struct handler *h, uint32_t ev)
         uint64_t now = now_ms();
         for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
             if (clients[i] && now - clients[i]->born > 5000)
-                client_close(clients[i]); /* a silent client loses its place */
+                client_close(clients[i]); /* a silent or stalled client loses its place */
             if (!clients[i] && slot < 0)
                 slot = i;
         }
@@ -103,7 +130,7 @@ static void on_listen(struct handler *h, uint32_t ev)
     }
 }
 
-int ctl_start(const char *path, ctl_report_fn fn)
+int ctl_start(const char *path, ctl_answer_fn fn)
 {
     char spec[sizeof sock_path + 5];
 
@@ -115,7 +142,7 @@ int ctl_start(const char *path, ctl_report_fn fn)
         return lfd;
     chmod(path, 0600); /* status today, promote/demote tomorrow: root only */
     strcpy(sock_path, path);
-    report = fn;
+    answer = fn;
     h_listen.fn = on_listen;
     return loop_add(lfd, EPOLLIN, &h_listen);
 }
@@ -133,12 +160,13 @@ void ctl_stop(void)
     lfd = -1;
 }
 
-int ctl_query(const char *path, const char *cmd)
+int ctl_query(const char *path, const char *cmd, char **out, size_t *len)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    char buf[4096];
-    ssize_t n;
-    int fd;
+    size_t cap = 64u << 10, n = 0;
+    char *buf;
+    ssize_t r;
+    int fd, e = 0;
 
     if (strlen(path) >= sizeof sa.sun_path)
         return -ENAMETOOLONG;
@@ -148,12 +176,40 @@ int ctl_query(const char *path, const char *cmd)
         return -errno;
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
         dprintf(fd, "%s\n", cmd) < 0) {
-        int e = -errno;
+        e = -errno;
         close(fd);
         return e;
     }
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        fwrite(buf, 1, n, stdout);
+    buf = malloc(cap);
+    /* the daemon closes the connection after the whole answer */
+    while (buf) {
+        if (n + 1 == cap) {
+            char *b = cap >= CTL_ANSWER_MAX ? NULL : realloc(buf, cap * 2);
+            if (!b) {
+                e = cap >= CTL_ANSWER_MAX ? -EFBIG : -ENOMEM;
+                break;
+            }
+            buf = b;
+            cap *= 2;
+        }
+        r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            e = r < 0 ? -errno : 0;
+            break;
+        }
+        n += r;
+    }
     close(fd);
-    return n < 0 ? -errno : 0;
+    if (!buf)
+        return -ENOMEM;
+    if (e < 0) {
+        free(buf);
+        return e;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
 }
