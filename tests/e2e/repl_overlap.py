@@ -81,8 +81,10 @@ def make_round(mode, r, o, nxt, rng):
         flags = nbd.CMD_FLAG_NO_HOLE if r // 2 % 2 else 0
         # an unrelated 1 MiB write ahead (to the next round's region), as on
         # a busy primary: queued zeroes and trims need not wait for it
-        ahead = ("write", nxt, MIB, pattern(r, 9, MIB))
-        return [ahead, big, ("zero", zoff, zlen, flags), ("trim", toff, tlen, None)]
+        # (not from a batch's last round: it would overwrite the first
+        # round's region before that is compared)
+        ahead = [("write", nxt, MIB, pattern(r, 9, MIB))] if nxt else []
+        return ahead + [big, ("zero", zoff, zlen, flags), ("trim", toff, tlen, None)]
     return [big] + [("write", o, MIB, pattern(r, k, MIB)) for k in (1, 2, 3)]
 
 def connect_big(path):
@@ -112,7 +114,8 @@ def rounds(mode, psock, suri, nrounds, stop_pid):
     for first in range(0, nrounds, nreg):
         batch = range(first, min(first + nreg, nrounds))
         for r in batch:
-            unsent += run_round(h, make_round(mode, r, (r % nreg) * MIB, (r + 1) % nreg * MIB, rng), r % 2 and stop_pid)
+            o, nxt = r % nreg * MIB, (r + 1) % nreg * MIB
+            unsent += run_round(h, make_round(mode, r, o, nxt, rng), r % 2 and stop_pid)
         h.flush()
         for r in batch:
             o = (r % nreg) * MIB
