@@ -139,13 +139,15 @@ static void offload_reap(struct io_engine *e)
     struct io_cmd *list, *next;
     uint64_t v;
 
+    /* Clear the wake-up first, then take the list: a command finished in
+     * between is either in the list or signals again, never lost. */
+    if (read(e->offload_efd, &v, sizeof v) < 0) {
+        /* EAGAIN: nothing was signalled */
+    }
     pthread_mutex_lock(&e->mu);
     list = e->finished;
     e->finished = NULL;
     pthread_mutex_unlock(&e->mu);
-    if (read(e->offload_efd, &v, sizeof v) < 0) {
-        /* EAGAIN: nothing was signalled */
-    }
     for (; list; list = next) {
         int res;
         next = list->next;
