@@ -553,7 +553,15 @@ static void peer_attach(struct peer *p, int fd, bool connecting)
         return;
     }
     p->events = EPOLLIN | EPOLLOUT;
-    loop_add(fd, p->events, &p->h);
+    if (loop_add(fd, p->events, &p->h) < 0) {
+        log_warn("peer %s: %s", p->addr, strerror(errno));
+        close(fd);
+        p->st = PC_IDLE;
+        p->next_try = now_ms() + p->backoff;
+        if (!p->dial)
+            p->used = false;
+        return;
+    }
     if (!connecting)
         send_hello(p);
 }
@@ -623,7 +631,8 @@ int repl_primary_start(const struct repl_node *self, const struct repl_primary_c
         if (P.lfd < 0)
             return P.lfd;
         P.h_listen.fn = on_listen;
-        loop_add(P.lfd, EPOLLIN, &P.h_listen);
+        if (loop_add(P.lfd, EPOLLIN, &P.h_listen) < 0)
+            return -errno;
     }
     return 0;
 }
