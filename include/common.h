@@ -77,7 +77,7 @@ void net_peer_name(const struct sockaddr_storage *ss, char *buf, size_t len);
 /* ---- payload buffers: size classes, recycled, with a global byte budget so
  * that memory stays bounded whatever clients send ---- */
 #define BUF_MIN_SHIFT 12          /* 4 KiB */
-#define BUF_MAX_SHIFT 25          /* 32 MiB: also the NBD maximum block size */
+#define BUF_MAX_SHIFT 26          /* 64 MiB: also the NBD maximum block size */
 #define BUF_MAX (1u << BUF_MAX_SHIFT)
 void bufpool_init(size_t budget_bytes);
 /* Returns a 4 KiB-aligned buffer of at least len bytes, or NULL when the

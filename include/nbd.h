@@ -103,7 +103,7 @@
 #define NBD_STRUCT_SIZE     20
 #define NBD_OPT_HDR_SIZE    16
 #define NBD_MAX_NAME        4096
-#define NBD_MAX_BLOCK       (32u << 20)
+#define NBD_MAX_BLOCK       (64u << 20) /* as nbdkit: clients that were told nothing send up to this */
 #define NBD_META_ALLOC_ID   1   /* our id for base:allocation */
 
 /* ---- pure encode / decode (src/nbd/proto.c) ---- */

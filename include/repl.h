@@ -19,7 +19,7 @@
 #define REPL_MAGIC   0x4E4D5250u /* "NMRP" */
 #define REPL_VERSION 1
 #define REPL_HDR     32
-#define REPL_MAX_PAYLOAD (8u + (32u << 20)) /* offset + the NBD maximum block */
+#define REPL_MAX_PAYLOAD (8u + (64u << 20)) /* offset + the NBD maximum block */
 #define REPL_MAX_PEERS 31
 
 enum repl_type {

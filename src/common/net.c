@@ -2,6 +2,7 @@
  * and (non-blocking) connecting. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +14,12 @@
 #include <unistd.h>
 
 #include "common.h"
+
+/* Connections the kernel holds before we accept them: the system's maximum
+ * (listen() clamps any larger value to net.core.somaxconn, 4096 on current
+ * Linux), so a burst of clients is not refused with EAGAIN (Unix) or
+ * dropped SYNs (TCP) while the loop is busy; 128 was too few. */
+#define BACKLOG INT_MAX
 
 static int resolve(const char *spec, bool passive, struct addrinfo **ai)
 {
@@ -55,7 +62,7 @@ static int listen_unix(const char *path)
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, BACKLOG) < 0) {
         int e = -errno;
         close(fd);
         return e;
@@ -74,7 +81,7 @@ int net_listen(const char *spec)
         return r;
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, BACKLOG) < 0) {
         r = -errno;
         if (fd >= 0)
             close(fd);

@@ -48,6 +48,7 @@ static void reply_info_block_size(struct conn *c, uint32_t opt)
     put_be32(b + 2, srv.exp->disk->align);   /* minimum: O_DIRECT alignment, else 1 */
     put_be32(b + 6, 4096);                   /* preferred */
     put_be32(b + 10, NBD_MAX_BLOCK);         /* maximum */
+    _Static_assert(NBD_MAX_BLOCK <= BUF_MAX, "a maximum request must fit in one buffer");
     reply(c, opt, NBD_REP_INFO, b, 14);
 }
 
