@@ -23,7 +23,7 @@
 #include "resync.h"
 
 #define SQ_MAX      8192          /* frames queued per peer */
-#define SQ_BYTES_MAX (64u << 20)  /* a peer further behind than this is dropped */
+#define SQ_BYTES_MAX (2ull * REPL_MAX_PAYLOAD) /* a peer further behind is dropped */
 #define TABLE       (1u << 17)    /* requests waiting for acks, by seq */
 #define RETRY_MAX_MS 5000
 #define HELLO_TIMEOUT_MS 5000     /* a connection must say HELLO within this */

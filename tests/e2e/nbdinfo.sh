@@ -23,7 +23,7 @@ for flag in ("can_flush", "can_fua", "can_trim", "can_zero", "can_fast_zero", "c
 assert e["is_read_only"] is False
 assert "base:allocation" in e["contexts"], e["contexts"]
 assert e["block_size_minimum"] == 1 and e["block_size_preferred"] == 4096
-assert e["block_size_maximum"] == 32 << 20
+assert e["block_size_maximum"] == 64 << 20
 print("flags ok")
 PY
 [ "$(nbdinfo --size "$URI")" = "$want" ] || fail "size"

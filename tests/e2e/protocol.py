@@ -29,12 +29,12 @@ h = handle()
 size = h.get_size()
 assert not h.can_cache(), "CACHE is not offered"
 
-big = os.urandom(32 * M)
+big = os.urandom(64 * M)
 h.pwrite(big, 0)
-assert h.pread(32 * M, 0) == big
-print("ok   32 MiB write and read (the maximum block size)")
+assert h.pread(64 * M, 0) == big
+print("ok   64 MiB write and read (the maximum block size)")
+# over the maximum: libnbd refuses that itself, so huge.sh sends it raw
 h2 = handle(strict=False)
-expect_err(lambda: h2.pread(32 * M + 1, 0), errno.EINVAL, "read over the maximum")
 expect_err(lambda: h2.pread(0, 0), errno.EINVAL, "zero-length read")
 chunks = []
 got = h.pread_structured(65536, 4096, lambda sub, off, status, err: chunks.append((off, len(sub))),

@@ -45,11 +45,12 @@ tc -n "$(ns p)" qdisc add dev "$(veth p3)" root tbf rate 16mbit burst 64kb laten
 start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" "${peers[@]}" --protocol A
 wait_peers p 3
 start=$(date +%s%N)
-# 160 MiB: at 2 MB/s the slow link alone would need 80 s
-fio --name=slow --ioengine=nbd --uri="$URI" --rw=write --bs=1M --iodepth=8 --size=160M \
+# 224 MiB: at 2 MB/s the slow link alone would need 110 s, and far more than
+# the 128 MiB a peer may fall behind queues up
+fio --name=slow --ioengine=nbd --uri="$URI" --rw=write --bs=1M --iodepth=8 --size=224M \
     --output-format=terse --terse-version=3 >"$T/fio" || { cat "$T/fio"; fail "fio"; }
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
-echo "160 MiB written in $ms ms"
+echo "224 MiB written in $ms ms"
 [ $ms -lt 30000 ] || fail "the client was held back by the slow peer ($ms ms)"
 for _ in $(seq 100); do
     grep -q "10.77.3.2:7789: too far behind" "$T/p.log" && break
