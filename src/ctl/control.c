@@ -1,136 +1,119 @@
-/* Control socket: one command per connection, answered and closed. The
- * report is small (it fits a socket buffer), so one send is enough. */
+/* Control socket: one command per connection, answered and closed once the
+ * answer has left. The sockets are the connection layer's (src/conn/). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "conn.h"
 #include "ctl.h"
 
 #define CTL_MAX_CLIENTS 16
+#define CTL_CMD_MAX 128
+#define CTL_SILENT_MS 5000
 #define REPORT_CAP (64u << 10)
 
 struct ctl_client {
-    struct handler h;
-    int fd;
+    struct stream s;
     uint64_t born;
-    char cmd[128];
-    size_t len;
+    int slot;
 };
 
-static int lfd = -1;
-static char sock_path[108];
+static struct listener ls = { .fd = -1 };
 static ctl_report_fn report;
-static struct handler h_listen;
 static struct ctl_client *clients[CTL_MAX_CLIENTS];
 
-static void client_close(struct ctl_client *cl)
+static void report_sent(struct stream *s, void *buf, bool sent)
 {
-    for (int i = 0; i < CTL_MAX_CLIENTS; i++)
-        if (clients[i] == cl)
-            clients[i] = NULL;
-    loop_del(cl->fd);
-    close(cl->fd);
-    free(cl);
+    (void)s, (void)sent;
+    free(buf);
 }
 
-static void on_client(struct handler *h, uint32_t ev)
+/* A command is one line; a longer one is cut where the buffer ends. */
+static size_t on_data(struct stream *s, uint8_t *p, size_t len)
 {
-    struct ctl_client *cl = (struct ctl_client *)h;
-    ssize_t n = recv(cl->fd, cl->cmd + cl->len, sizeof cl->cmd - 1 - cl->len, MSG_DONTWAIT);
-    char *nl, *out;
-    size_t len;
+    char cmd[CTL_CMD_MAX], *out;
+    uint8_t *nl = memchr(p, '\n', len);
 
-    (void)ev;
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        client_close(cl);
-        return;
-    }
-    cl->len += n;
-    cl->cmd[cl->len] = '\0';
-    nl = strchr(cl->cmd, '\n');
-    if (!nl && cl->len < sizeof cl->cmd - 1)
-        return;
-    if (nl)
-        *nl = '\0';
+    if (!nl && len < CTL_CMD_MAX - 1)
+        return 0;
+    size_t n = nl ? (size_t)(nl - p) : CTL_CMD_MAX - 1;
+    memcpy(cmd, p, n);
+    cmd[n] = '\0';
     out = malloc(REPORT_CAP);
     if (out) {
-        len = report(cl->cmd, out, REPORT_CAP);
-        if (send(cl->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-            /* the client went away; nothing to tell anyone */
-        }
-        free(out);
+        size_t rl = report(cmd, out, REPORT_CAP);
+        if (!rl || stream_queue(s, NULL, 0, out, rl, report_sent, out) < 0)
+            free(out);
     }
-    client_close(cl);
+    stream_close_when_sent(s);
+    return len;
 }
 
-static void on_listen(struct handler *h, uint32_t ev)
+static void on_close(struct stream *s, const char *why)
 {
-    (void)h, (void)ev;
-    for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), slot = -1;
-        if (fd < 0)
-            return;
-        uint64_t now = now_ms();
-        for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
-            if (clients[i] && now - clients[i]->born > 5000)
-                client_close(clients[i]); /* a silent client loses its place */
-            if (!clients[i] && slot < 0)
-                slot = i;
-        }
-        struct ctl_client *cl = slot < 0 ? NULL : calloc(1, sizeof *cl);
-        if (!cl) {
-            close(fd);
-            continue;
-        }
-        cl->fd = fd;
-        cl->born = now;
-        cl->h.fn = on_client;
-        if (loop_add(fd, EPOLLIN, &cl->h) < 0) {
-            close(fd);
-            free(cl);
-            continue;
-        }
-        clients[slot] = cl;
+    struct ctl_client *cl = s->arg;
+    (void)why; /* a client that went away: nothing to tell anyone */
+    clients[cl->slot] = NULL;
+    loop_free_later(cl);
+}
+
+static const struct stream_ops ctl_ops = { .on_data = on_data, .on_close = on_close };
+
+static void on_accept(struct listener *l, int fd, const char *peer)
+{
+    uint64_t now = now_ms();
+    int slot = -1;
+
+    (void)l;
+    for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+        if (clients[i] && now - clients[i]->born > CTL_SILENT_MS)
+            stream_close(&clients[i]->s, NULL); /* a silent client loses its place */
+        if (!clients[i] && slot < 0)
+            slot = i;
     }
+    struct ctl_client *cl = slot < 0 ? NULL : malloc(sizeof *cl);
+    if (!cl) {
+        close(fd);
+        return;
+    }
+    cl->born = now;
+    cl->slot = slot;
+    if (stream_init(&cl->s, fd, peer, &ctl_ops, cl, CTL_CMD_MAX, 4, 0, false) < 0) {
+        free(cl);
+        return;
+    }
+    clients[slot] = cl;
 }
 
 int ctl_start(const char *path, ctl_report_fn fn)
 {
-    char spec[sizeof sock_path + 5];
+    char spec[sizeof ls.unix_path + 5];
+    int r;
 
-    if (strlen(path) >= sizeof sock_path)
+    if (strlen(path) >= sizeof ls.unix_path)
         return -ENAMETOOLONG;
     snprintf(spec, sizeof spec, "unix:%s", path);
-    lfd = net_listen(spec);
-    if (lfd < 0)
-        return lfd;
-    chmod(path, 0600); /* status today, promote/demote tomorrow: root only */
-    strcpy(sock_path, path);
     report = fn;
-    h_listen.fn = on_listen;
-    return loop_add(lfd, EPOLLIN, &h_listen);
+    if ((r = listener_open(&ls, spec, on_accept, NULL)) < 0)
+        return r;
+    chmod(path, 0600); /* status today, promote/demote tomorrow: root only */
+    return 0;
 }
 
 void ctl_stop(void)
 {
-    if (lfd < 0)
+    if (ls.fd < 0)
         return;
     for (int i = 0; i < CTL_MAX_CLIENTS; i++)
         if (clients[i])
-            client_close(clients[i]);
-    loop_del(lfd);
-    close(lfd);
-    unlink(sock_path);
-    lfd = -1;
+            stream_close(&clients[i]->s, NULL);
+    listener_close(&ls); /* unlinks the socket */
 }
 
 int ctl_query(const char *path, const char *cmd)
