@@ -94,5 +94,8 @@ int loop_add(int fd, uint32_t events, struct handler *h);
 int loop_mod(int fd, uint32_t events, struct handler *h);
 void loop_del(int fd);
 int loop_wait(int timeout_ms); /* dispatches handlers; returns events or -errno */
+/* Frees p once the handlers of the current epoll batch have run: an event
+ * for a closed socket may still be waiting in it. */
+void loop_free_later(void *p);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "conn.h"
 #include "ctl.h"
 #include "io.h"
 #include "meta.h"
@@ -380,13 +381,15 @@ int cmd_serve(int argc, char **argv)
         if (S.stopping && (!S.nbd || nbd_server_done()))
             break;
         /* sleep only when nothing waits; 200 ms for timers (handshake, grace) */
-        bool busy = io_pending(S.io) || (S.nbd && nbd_server_busy()) || repl_busy();
+        bool busy = io_pending(S.io) || (S.nbd && nbd_server_busy()) || repl_busy() ||
+                    stream_any_dirty();
         if (loop_wait(busy ? 0 : 200) < 0)
             break;
         io_run(S.io);
         if (S.nbd)
             nbd_server_tick();
         repl_tick();
+        stream_flush_dirty(); /* one sendmsg per connection and turn */
     }
     /* a primary tells in-sync peers it stops cleanly, and waits a little */
     repl_stop_begin();

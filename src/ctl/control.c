@@ -1,163 +1,118 @@
-/* Control socket: one command per connection, answered and closed. The
- * answer (the status record of up to 31 peers) may be larger than the
- * socket's buffer: what one send does not take is sent when the socket is
- * writable again, and the connection is closed only once all is out. */
+/* Control socket: one command per connection, answered and closed once the
+ * answer has left. The sockets are the connection layer's (src/conn/). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "conn.h"
 #include "ctl.h"
 
 #define CTL_MAX_CLIENTS 16
+#define CTL_CMD_MAX 128
+#define CTL_SILENT_MS 5000
 
 struct ctl_client {
-    struct handler h;
-    int fd;
+    struct stream s;
     uint64_t born;
-    char cmd[128];
-    size_t len;
-    char *out;            /* the answer being sent, or NULL while reading */
-    size_t out_len, out_off;
+    int slot;
 };
 
-static int lfd = -1;
-static char sock_path[108];
+static struct listener ls = { .fd = -1 };
 static ctl_answer_fn answer;
-static struct handler h_listen;
 static struct ctl_client *clients[CTL_MAX_CLIENTS];
 
-static void client_close(struct ctl_client *cl)
+static void answer_sent(struct stream *s, void *buf, bool sent)
 {
-    for (int i = 0; i < CTL_MAX_CLIENTS; i++)
-        if (clients[i] == cl)
-            clients[i] = NULL;
-    loop_del(cl->fd);
-    close(cl->fd);
-    free(cl->out);
-    free(cl);
+    (void)s, (void)sent;
+    free(buf);
 }
 
-/* Sends what is left of the answer; closes the connection when all is out
- * or the client is gone, else waits for the socket to take more. */
-static void send_answer(struct ctl_client *cl)
+/* A command is one line; a longer one is cut where the buffer ends. */
+static size_t on_data(struct stream *s, uint8_t *p, size_t len)
 {
-    while (cl->out_off < cl->out_len) {
-        ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            cl->out_off += n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            if (loop_mod(cl->fd, EPOLLOUT, &cl->h) == 0)
-                return;
-        }
-        break; /* the client went away; nothing to tell anyone */
-    }
-    client_close(cl);
+    char cmd[CTL_CMD_MAX], *out;
+    size_t olen = 0;
+    uint8_t *nl = memchr(p, '\n', len);
+
+    if (!nl && len < CTL_CMD_MAX - 1)
+        return 0;
+    size_t n = nl ? (size_t)(nl - p) : CTL_CMD_MAX - 1;
+    memcpy(cmd, p, n);
+    cmd[n] = '\0';
+    /* the answer (a status record of up to 31 peers) may be larger than the
+     * socket's buffer: the connection closes once all of it has left */
+    out = answer(cmd, &olen);
+    if (out && (!olen || stream_queue(s, NULL, 0, out, olen, answer_sent, out) < 0))
+        free(out);
+    stream_close_when_sent(s);
+    return len;
 }
 
-static void on_client(struct handler *h, uint32_t ev)
+static void on_close(struct stream *s, const char *why)
 {
-    struct ctl_client *cl = (struct ctl_client *)h;
-    char *nl;
-    ssize_t n;
-
-    (void)ev;
-    if (cl->out) {
-        send_answer(cl);
-        return;
-    }
-    n = recv(cl->fd, cl->cmd + cl->len, sizeof cl->cmd - 1 - cl->len, MSG_DONTWAIT);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        client_close(cl);
-        return;
-    }
-    cl->len += n;
-    cl->cmd[cl->len] = '\0';
-    nl = strchr(cl->cmd, '\n');
-    if (!nl && cl->len < sizeof cl->cmd - 1)
-        return;
-    if (nl)
-        *nl = '\0';
-    cl->out = answer(cl->cmd, &cl->out_len);
-    if (!cl->out) {
-        client_close(cl);
-        return;
-    }
-    send_answer(cl);
+    struct ctl_client *cl = s->arg;
+    (void)why; /* a client that went away: nothing to tell anyone */
+    clients[cl->slot] = NULL;
+    loop_free_later(cl);
 }
 
-static void on_listen(struct handler *h, uint32_t ev)
+static const struct stream_ops ctl_ops = { .on_data = on_data, .on_close = on_close };
+
+static void on_accept(struct listener *l, int fd, const char *peer)
 {
-    (void)h, (void)ev;
-    for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), slot = -1;
-        if (fd < 0)
-            return;
-        uint64_t now = now_ms();
-        for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
-            if (clients[i] && now - clients[i]->born > 5000)
-                client_close(clients[i]); /* a silent or stalled client loses its place */
-            if (!clients[i] && slot < 0)
-                slot = i;
-        }
-        struct ctl_client *cl = slot < 0 ? NULL : calloc(1, sizeof *cl);
-        if (!cl) {
-            close(fd);
-            continue;
-        }
-        cl->fd = fd;
-        cl->born = now;
-        cl->h.fn = on_client;
-        if (loop_add(fd, EPOLLIN, &cl->h) < 0) {
-            close(fd);
-            free(cl);
-            continue;
-        }
-        clients[slot] = cl;
+    uint64_t now = now_ms();
+    int slot = -1;
+
+    (void)l;
+    for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+        if (clients[i] && now - clients[i]->born > CTL_SILENT_MS)
+            stream_close(&clients[i]->s, NULL); /* a silent client loses its place */
+        if (!clients[i] && slot < 0)
+            slot = i;
     }
+    struct ctl_client *cl = slot < 0 ? NULL : malloc(sizeof *cl);
+    if (!cl) {
+        close(fd);
+        return;
+    }
+    cl->born = now;
+    cl->slot = slot;
+    if (stream_init(&cl->s, fd, peer, &ctl_ops, cl, CTL_CMD_MAX, 4, 0, false) < 0) {
+        free(cl);
+        return;
+    }
+    clients[slot] = cl;
 }
 
 int ctl_start(const char *path, ctl_answer_fn fn)
 {
-    char spec[sizeof sock_path + 5];
+    char spec[sizeof ls.unix_path + 5];
+    int r;
 
-    if (strlen(path) >= sizeof sock_path)
+    if (strlen(path) >= sizeof ls.unix_path)
         return -ENAMETOOLONG;
     snprintf(spec, sizeof spec, "unix:%s", path);
-    lfd = net_listen(spec);
-    if (lfd < 0)
-        return lfd;
-    chmod(path, 0600); /* status today, promote/demote tomorrow: root only */
-    strcpy(sock_path, path);
     answer = fn;
-    h_listen.fn = on_listen;
-    return loop_add(lfd, EPOLLIN, &h_listen);
+    if ((r = listener_open(&ls, spec, on_accept, NULL)) < 0)
+        return r;
+    chmod(path, 0600); /* status today, promote/demote tomorrow: root only */
+    return 0;
 }
 
 void ctl_stop(void)
 {
-    if (lfd < 0)
+    if (ls.fd < 0)
         return;
     for (int i = 0; i < CTL_MAX_CLIENTS; i++)
         if (clients[i])
-            client_close(clients[i]);
-    loop_del(lfd);
-    close(lfd);
-    unlink(sock_path);
-    lfd = -1;
+            stream_close(&clients[i]->s, NULL);
+    listener_close(&ls); /* unlinks the socket */
 }
 
 int ctl_query(const char *path, const char *cmd, char **out, size_t *len)

@@ -17,19 +17,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "conn.h"
 #include "io.h"
 #include "repl-int.h"
 
 #define IN_CAP   (256u << 10)
-#define OUT_CAP  (64u << 10)
+#define ACK_QUEUE 2048        /* frames to the primary not yet sent */
 #define MAX_OPS  256
-#define MAX_LINKS 8
-#define RETRY_MAX_MS 5000
+#define MAX_ACCEPTED 8        /* connections that called us */
+#define MAX_LINKS (MAX_ACCEPTED + REPL_MAX_PEERS) /* and one per --peer we dial */
 #define HELLO_TIMEOUT_MS 5000 /* a connection must say HELLO within this */
 #define ZERO_BUF (1u << 20)
 
@@ -47,23 +46,16 @@ struct op {
 };
 
 struct link {
-    struct handler h;
-    int fd;
-    bool dead, established, connecting;
+    struct stream s;          /* s.dead: closed; freed once nothing is in flight */
+    bool established;
     bool clean_stop;          /* the primary said it stops cleanly */
+    bool frame_waiting;       /* fh and its payload are here; ordering says wait */
+    bool buf_waiting;         /* no buffer for a WRITE yet: input waits */
     uint64_t born;
-    uint32_t events;          /* what epoll watches now */
     int dial;                 /* index into dial[], or -1 for accepted */
-    char addr[128];
-    uint8_t *in;
-    uint32_t in_start, in_end;
-    bool have_frame;          /* fh is decoded; its payload may be arriving */
     struct repl_hdr fh;
     uint8_t small[REPL_HELLO_SIZE];  /* payload prefix: offset (+len), or HELLO */
-    uint8_t *data;            /* WRITE data */
-    uint32_t pay_have;
-    uint8_t out[OUT_CAP];
-    uint32_t out_len, out_off;
+    uint8_t *data;            /* WRITE data, received straight into it */
     unsigned inflight;
     bool barrier_running;
     struct op ops[MAX_OPS];
@@ -74,21 +66,23 @@ struct link {
 
 static struct {
     struct repl_node self;
-    int lfd;
-    struct handler h_listen;
+    struct listener ls;
     struct link *links[MAX_LINKS];
     char **dial;
     int ndial;
-    uint64_t next_dial[REPL_MAX_PEERS], backoff[REPL_MAX_PEERS];
+    struct dialer dialer[REPL_MAX_PEERS];
     bool dial_busy[REPL_MAX_PEERS];
     enum disk_state disk;     /* as status shows it; the metadata may say less */
     bool syncing;             /* SyncTarget */
     bool sync_failed;         /* an I/O failed since the sync started */
     bool meta_failed;         /* the metadata cannot be written: no replication */
     uint64_t resync_rx;
-} S = { .lfd = -1 };
+} S = { .ls = { .fd = -1 } };
 
-static void link_kill(struct link *l, const char *why);
+static void link_resume(struct link *l);
+
+/* Closes the link; link_closed says why, once. */
+static void link_kill(struct link *l, const char *why) { stream_close(&l->s, why); }
 
 /* Records the disk's state durably: after a crash the node must come back
  * knowing whether it is behind (Outdated) or half-synced (Inconsistent).
@@ -130,19 +124,18 @@ static int disk_failed(void)
 
 enum disk_state secondary_disk(void) { return S.disk; }
 
-static void link_parse(struct link *l);
-
-static void link_kill(struct link *l, const char *why)
+static void link_closed(struct stream *s, const char *why)
 {
-    if (l->dead)
-        return;
+    struct link *l = s->arg;
+
+    if (s->connecting)
+        why = NULL; /* nobody there yet: retried quietly with backoff */
+    else if (why == STREAM_EOF)
+        why = l->established ? NULL : "closed during the handshake";
     if (why)
-        log_warn("replication link %s: %s; closing it", l->addr, why);
+        log_warn("replication link %s: %s; closing it", s->peer, why);
     else if (l->established)
-        log_info("replication link %s: primary disconnected", l->addr);
-    loop_del(l->fd);
-    close(l->fd);
-    l->dead = true;
+        log_info("replication link %s: primary disconnected", s->peer);
     if (l->established) {
         if (S.disk == DS_UPTODATE && !l->clean_stop)
             S.disk = DS_OUTDATED; /* the primary goes on without us */
@@ -152,7 +145,7 @@ static void link_kill(struct link *l, const char *why)
     }
     if (l->dial >= 0) {
         S.dial_busy[l->dial] = false;
-        S.next_dial[l->dial] = now_ms() + S.backoff[l->dial];
+        dialer_lost(&S.dialer[l->dial], now_ms());
     }
 }
 
@@ -161,18 +154,16 @@ static void out_frame(struct link *l, uint8_t type, uint16_t flags, uint64_t seq
 {
     struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch, .aux = aux,
                           .len = len };
-    if (l->dead)
+    uint8_t b[REPL_HDR + REPL_HELLO_SIZE];
+
+    if (l->s.dead)
         return;
-    if (l->out_off == l->out_len)
-        l->out_off = l->out_len = 0;
-    if (l->out_len + REPL_HDR + len > OUT_CAP) { /* cannot happen: parsing stops first */
-        link_kill(l, "acknowledgements not read by the primary");
-        return;
-    }
-    repl_encode_hdr(l->out + l->out_len, &h);
+    repl_encode_hdr(b, &h);
     if (len)
-        memcpy(l->out + l->out_len + REPL_HDR, pay, len);
-    l->out_len += REPL_HDR + len;
+        memcpy(b + REPL_HDR, pay, len);
+    /* a full queue cannot happen: input stops at half of it (q_limit) */
+    if (stream_write(&l->s, b, REPL_HDR + len) < 0)
+        link_kill(l, "acknowledgements not read by the primary");
 }
 
 static void send_hello(struct link *l)
@@ -186,32 +177,6 @@ static void send_hello(struct link *l)
     uint8_t p[REPL_HELLO_SIZE];
     repl_encode_hello(p, &h);
     out_frame(l, RT_HELLO, 0, 0, 0, 0, p, sizeof p);
-}
-
-/* A whole frame waits for ordering, or the staging buffer is full: reading
- * more would only fill memory, and TCP should push back instead. */
-static bool waiting(const struct link *l)
-{
-    return (l->have_frame && l->pay_have == l->fh.len) || l->in_end - l->in_start == IN_CAP;
-}
-
-static void link_flush(struct link *l)
-{
-    while (!l->dead && l->out_off < l->out_len) {
-        ssize_t n = send(l->fd, l->out + l->out_off, l->out_len - l->out_off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                link_kill(l, strerror(errno));
-            break;
-        }
-        l->out_off += n;
-    }
-    uint32_t ev = (waiting(l) ? 0 : EPOLLIN) | (l->out_off < l->out_len ? EPOLLOUT : 0);
-    if (!l->dead && ev != l->events) {
-        loop_mod(l->fd, ev, &l->h);
-        l->events = ev;
-    }
 }
 
 /* With O_DIRECT, a partial block is a read-modify-write (the page cache, or
@@ -294,7 +259,7 @@ static void op_done(struct io_cmd *cmd, int res)
         o->buf = NULL;
     }
     l->inflight--;
-    if (l->dead || failed < 0)
+    if (l->s.dead || failed < 0)
         return; /* the link is freed by secondary_tick once nothing is in flight */
     /* say what is acknowledged, so the primary counts data and ranges apart */
     out_frame(l, RT_ACK_WRITE, o->type << 8 | (o->flags & RF_RESYNC), o->seq, o->len,
@@ -308,7 +273,7 @@ static void op_done(struct io_cmd *cmd, int res)
         else
             l->zeroed_bytes += o->len;
     }
-    link_parse(l); /* a frame may have been waiting for this one */
+    link_resume(l); /* a frame may have been waiting for this one */
 }
 
 static void barrier_done(struct io_cmd *cmd, int res)
@@ -319,7 +284,7 @@ static void barrier_done(struct io_cmd *cmd, int res)
     o->busy = false;
     l->barrier_running = false;
     l->inflight--;
-    if (l->dead)
+    if (l->s.dead)
         return;
     if (res < 0) {
         log_err("flush for replication barrier %u failed: %s", (unsigned)o->off, strerror(-res));
@@ -356,7 +321,7 @@ static void barrier_done(struct io_cmd *cmd, int res)
                  disk_state_name(S.disk));
     }
     out_frame(l, RT_BARRIER_ACK, 0, o->seq, (uint32_t)o->off, res < 0 ? -res : 0, NULL, 0);
-    link_parse(l);
+    link_resume(l);
 }
 
 static bool hello(struct link *l)
@@ -379,7 +344,7 @@ static bool hello(struct link *l)
         return false;
     }
     for (int i = 0; i < MAX_LINKS; i++)
-        if (S.links[i] && S.links[i] != l && !S.links[i]->dead && S.links[i]->established) {
+        if (S.links[i] && S.links[i] != l && !S.links[i]->s.dead && S.links[i]->established) {
             link_kill(l, "already replicating from a primary");
             return false;
         }
@@ -390,8 +355,8 @@ static bool hello(struct link *l)
         return false; /* persist closed the link */
     l->established = true;
     if (l->dial >= 0 && S.disk != DS_FAILED)
-        S.backoff[l->dial] = 100; /* a failed disk is retried slowly */
-    log_info("replication link %s: connected to primary (protocol %c, %llu bytes)", l->addr,
+        dialer_reset(&S.dialer[l->dial]); /* a failed disk is retried slowly */
+    log_info("replication link %s: connected to primary (protocol %c, %llu bytes)", l->s.peer,
              l->remote.protocol ? l->remote.protocol : '?', (unsigned long long)l->remote.data_size);
     return true;
 }
@@ -479,115 +444,77 @@ static bool apply(struct link *l)
     return true;
 }
 
-/* Moves payload bytes from the staging buffer into the frame. */
-static void take_staged(struct link *l)
+/* A frame is all here: it starts, or input waits until it can. */
+static void frame_ready(struct link *l)
 {
-    uint32_t avail = l->in_end - l->in_start, want, n;
-    uint32_t prefix = l->fh.type == RT_WRITE ? 8 : l->fh.len;
-
-    while (avail && l->pay_have < l->fh.len) {
-        if (l->pay_have < prefix) {
-            want = prefix - l->pay_have;
-            n = avail < want ? avail : want;
-            memcpy(l->small + l->pay_have, l->in + l->in_start, n);
-        } else {
-            want = l->fh.len - l->pay_have;
-            n = avail < want ? avail : want;
-            memcpy(l->data + (l->pay_have - 8), l->in + l->in_start, n);
-        }
-        l->pay_have += n;
-        l->in_start += n;
-        avail -= n;
-    }
+    if (apply(l) || l->s.dead)
+        return;
+    l->frame_waiting = true;
+    stream_hold(&l->s); /* reading more would only fill memory: TCP pushes back */
 }
 
-static void link_parse(struct link *l)
+/* Something finished that a waiting frame or buffer may have needed. */
+static void link_resume(struct link *l)
 {
+    if (l->s.dead)
+        return;
+    if (l->frame_waiting) {
+        if (!apply(l))
+            return;
+        l->frame_waiting = false;
+    }
+    l->buf_waiting = false;
+    stream_unhold(&l->s);
+}
+
+/* The parser: a header and its small prefix from the staged bytes; WRITE
+ * data is received straight into its buffer (link_payload follows). */
+static size_t link_data(struct stream *s, uint8_t *p, size_t len)
+{
+    struct link *l = s->arg;
+    struct repl_hdr fh;
     const char *why;
 
-    while (!l->dead && l->out_len - l->out_off < OUT_CAP / 2) {
-        if (!l->have_frame) {
-            if (l->in_end - l->in_start < REPL_HDR)
-                break;
-            if (repl_decode_hdr(l->in + l->in_start, &l->fh, &why) < 0) {
-                link_kill(l, why);
-                return;
-            }
-            if (l->fh.type == RT_WRITE) {
-                l->data = buf_get(l->fh.len - 8);
-                if (!l->data)
-                    break; /* over the memory budget: wait for writes to finish */
-            }
-            l->in_start += REPL_HDR;
-            if (l->fh.type == RT_WRITE && !(l->fh.flags & RF_RESYNC))
-                l->rx_bytes += l->fh.len - 8; /* client write data, as the primary counts */
-            l->have_frame = true;
-            l->pay_have = 0;
-        }
-        take_staged(l);
-        if (l->pay_have < l->fh.len)
-            break; /* the rest is still on its way */
-        if (!apply(l))
-            break; /* ordering says wait; completions call us again */
-        l->have_frame = false;
+    if (len < REPL_HDR)
+        return 0;
+    if (repl_decode_hdr(p, &fh, &why) < 0) {
+        link_kill(l, why);
+        return 0;
     }
+    uint32_t prefix = fh.type == RT_WRITE ? 8 : fh.len;
+    if (len < REPL_HDR + prefix)
+        return 0;
+    if (fh.type == RT_WRITE) {
+        l->data = buf_get(fh.len - 8);
+        if (!l->data) { /* over the memory budget: wait for writes to finish */
+            l->buf_waiting = true;
+            stream_hold(s);
+            return 0;
+        }
+    }
+    l->fh = fh;
+    memcpy(l->small, p + REPL_HDR, prefix);
+    if (fh.type == RT_WRITE) {
+        if (!(fh.flags & RF_RESYNC))
+            l->rx_bytes += fh.len - 8; /* client write data, as the primary counts */
+        stream_recv_into(s, l->data, fh.len - 8);
+    } else {
+        frame_ready(l);
+    }
+    return REPL_HDR + prefix;
 }
 
-static void on_link(struct handler *h, uint32_t ev)
+static void link_payload(struct stream *s, void *buf, uint32_t len)
 {
-    struct link *l = (struct link *)h;
-
-    if (l->dead)
-        return;
-    if (l->connecting) {
-        int err = 0;
-        socklen_t el = sizeof err;
-        getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err) {
-            link_kill(l, NULL);
-            return;
-        }
-        l->connecting = false;
-        send_hello(l);
-    }
-    if (ev & EPOLLOUT)
-        link_flush(l);
-    if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        return;
-    for (int round = 0; round < 8 && !l->dead && !waiting(l); round++) {
-        ssize_t n;
-        if (l->have_frame && l->fh.type == RT_WRITE && l->pay_have >= 8 &&
-            l->in_start == l->in_end) {
-            /* a large payload goes straight into its buffer */
-            n = recv(l->fd, l->data + (l->pay_have - 8), l->fh.len - l->pay_have, MSG_DONTWAIT);
-            if (n > 0)
-                l->pay_have += n;
-        } else {
-            if (l->in_start > 0) {
-                memmove(l->in, l->in + l->in_start, l->in_end - l->in_start);
-                l->in_end -= l->in_start;
-                l->in_start = 0;
-            }
-            if (l->in_end == IN_CAP)
-                break; /* stalled: the staging buffer is full */
-            n = recv(l->fd, l->in + l->in_end, IN_CAP - l->in_end, MSG_DONTWAIT);
-            if (n > 0)
-                l->in_end += n;
-        }
-        if (n == 0) {
-            link_kill(l, l->established ? NULL : "closed during the handshake");
-            return;
-        }
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                link_kill(l, strerror(errno));
-            break;
-        }
-        link_parse(l);
-    }
-    if (waiting(l))
-        link_flush(l); /* stop polling for input until the frame goes */
+    (void)buf, (void)len;
+    frame_ready(s->arg);
 }
+
+static void link_connected(struct stream *s) { send_hello(s->arg); }
+
+static const struct stream_ops link_ops = { .on_data = link_data, .on_payload = link_payload,
+                                            .on_connected = link_connected,
+                                            .on_close = link_closed };
 
 /* A dead link with nothing in the io engine. */
 static void link_free(int i)
@@ -595,76 +522,67 @@ static void link_free(int i)
     struct link *l = S.links[i];
     if (l->data)
         buf_put(l->data, l->fh.len - 8);
-    free(l->in);
-    free(l);
+    loop_free_later(l); /* an event for it may still wait in this epoll batch */
     S.links[i] = NULL;
 }
 
-static struct link *link_new(int fd, const char *addr, int dial)
+static struct link *link_new(int fd, const char *addr, int dial, bool connecting)
 {
-    int slot = -1;
+    int slot = -1, accepted = 0;
     struct link *oldest = NULL;
-    for (int i = 0; i < MAX_LINKS && slot < 0; i++) {
-        if (!S.links[i])
-            slot = i;
-        else if (!S.links[i]->dead && !S.links[i]->established &&
-                 (!oldest || S.links[i]->born < oldest->born))
-            oldest = S.links[i];
-    }
-    if (slot < 0 && oldest && oldest->inflight == 0) {
-        /* full: whoever has been silent in its handshake longest makes
-         * room, so idle strangers cannot lock the real primary out */
-        link_kill(oldest, "handshake not completed; its place is needed");
-        for (int i = 0; i < MAX_LINKS; i++)
-            if (S.links[i] == oldest) {
-                link_free(i);
+    for (int i = 0; i < MAX_LINKS; i++) {
+        struct link *o = S.links[i];
+        if (!o) {
+            if (slot < 0)
                 slot = i;
-            }
+        } else if (!o->s.dead && o->dial < 0) {
+            accepted++;
+            if (!o->established && (!oldest || o->born < oldest->born))
+                oldest = o;
+        }
+    }
+    if (dial < 0 && accepted >= MAX_ACCEPTED) {
+        slot = -1;
+        if (oldest && oldest->inflight == 0) {
+            /* full: whoever has been silent in its handshake longest makes
+             * room, so idle strangers cannot lock the real primary out */
+            link_kill(oldest, "handshake not completed; its place is needed");
+            for (int i = 0; i < MAX_LINKS; i++)
+                if (S.links[i] == oldest) {
+                    link_free(i);
+                    slot = i;
+                }
+        }
     }
     struct link *l = slot < 0 ? NULL : calloc(1, sizeof *l);
-    if (!l || !(l->in = malloc(IN_CAP))) {
-        free(l);
+    if (!l) {
         close(fd);
         return NULL;
     }
-    l->fd = fd;
     l->dial = dial;
     l->born = now_ms();
-    l->h.fn = on_link;
-    snprintf(l->addr, sizeof l->addr, "%s", addr);
-    l->events = EPOLLIN | EPOLLOUT;
-    if (loop_add(fd, l->events, &l->h) < 0) {
-        free(l->in);
+    if (stream_init(&l->s, fd, addr, &link_ops, l, IN_CAP, ACK_QUEUE, ACK_QUEUE / 2,
+                    connecting) < 0) {
         free(l);
-        close(fd);
         return NULL;
     }
     S.links[slot] = l;
     return l;
 }
 
-static void on_listen(struct handler *h, uint32_t ev)
+static void on_accept(struct listener *ls, int fd, const char *peer)
 {
-    (void)h, (void)ev;
-    for (;;) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        char addr[128];
-        int fd = accept4(S.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return;
-        if (S.meta_failed) {
-            close(fd); /* nothing may be replicated here until a restart */
-            continue;
-        }
-        net_peer_name(&ss, addr, sizeof addr);
-        struct link *l = link_new(fd, addr, -1);
-        if (!l) {
-            log_warn("replication: refusing %s: too many connections", addr);
-            continue;
-        }
-        send_hello(l);
+    (void)ls;
+    if (S.meta_failed) {
+        close(fd); /* nothing may be replicated here until a restart */
+        return;
     }
+    struct link *l = link_new(fd, peer, -1, false);
+    if (!l) {
+        log_warn("replication: refusing %s: too many connections", peer);
+        return;
+    }
+    send_hello(l);
 }
 
 int repl_secondary_start(const struct repl_node *self, const char *listen, char **dial, int ndial)
@@ -675,24 +593,14 @@ int repl_secondary_start(const struct repl_node *self, const char *listen, char 
     S.dial = dial;
     S.ndial = ndial > REPL_MAX_PEERS ? REPL_MAX_PEERS : ndial;
     for (int i = 0; i < S.ndial; i++)
-        S.backoff[i] = 100;
-    if (listen) {
-        S.lfd = net_listen(listen);
-        if (S.lfd < 0)
-            return S.lfd;
-        S.h_listen.fn = on_listen;
-        loop_add(S.lfd, EPOLLIN, &S.h_listen);
-    }
+        dialer_init(&S.dialer[i]);
+    if (listen)
+        return listener_open(&S.ls, listen, on_accept, NULL);
     return 0;
 }
 
-bool secondary_busy(void)
-{
-    for (int i = 0; i < MAX_LINKS; i++)
-        if (S.links[i] && !S.links[i]->dead && S.links[i]->out_off < S.links[i]->out_len)
-            return true;
-    return false;
-}
+/* acknowledgements queued this turn go out in secondary_tick */
+bool secondary_busy(void) { return stream_any_dirty(); }
 
 void secondary_tick(void)
 {
@@ -702,29 +610,23 @@ void secondary_tick(void)
         struct link *l = S.links[i];
         if (!l)
             continue;
-        if (!l->dead && !l->established && now - l->born > HELLO_TIMEOUT_MS)
+        if (!l->s.dead && !l->established && now - l->born > HELLO_TIMEOUT_MS)
             link_kill(l, "no HELLO within 5 s");
-        if (!l->dead)
-            link_flush(l);
-        if (l->dead && l->inflight == 0)
+        if (l->s.dead && l->inflight == 0)
             link_free(i);
+        else if (l->buf_waiting)
+            link_resume(l); /* buffers may have come back from elsewhere */
     }
+    stream_flush_dirty(); /* one sendmsg per link and turn */
     bool have_primary = false;
     for (int i = 0; i < MAX_LINKS; i++)
-        have_primary |= S.links[i] && !S.links[i]->dead && S.links[i]->established;
+        have_primary |= S.links[i] && !S.links[i]->s.dead && S.links[i]->established;
     for (int i = 0; i < S.ndial && !have_primary && !S.meta_failed; i++) {
-        if (S.dial_busy[i] || now < S.next_dial[i])
+        if (S.dial_busy[i] || !dialer_due(&S.dialer[i], now))
             continue;
-        int fd = net_connect(S.dial[i]);
-        S.next_dial[i] = now + S.backoff[i];
-        S.backoff[i] = S.backoff[i] * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : S.backoff[i] * 2;
-        if (fd < 0)
-            continue;
-        struct link *l = link_new(fd, S.dial[i], i);
-        if (l) {
-            l->connecting = true;
+        int fd = dialer_connect(&S.dialer[i], S.dial[i], now);
+        if (fd >= 0 && link_new(fd, S.dial[i], i, true))
             S.dial_busy[i] = true;
-        }
     }
 }
 
@@ -733,11 +635,11 @@ int secondary_status(struct peer_status *out, int max)
     int n = 0;
     for (int i = 0; i < MAX_LINKS && n < max; i++) {
         struct link *l = S.links[i];
-        if (!l || l->dead || !l->established)
+        if (!l || l->s.dead || !l->established)
             continue;
         struct peer_status *p = &out[n++];
         memset(p, 0, sizeof *p);
-        snprintf(p->address, sizeof p->address, "%s", l->addr);
+        snprintf(p->address, sizeof p->address, "%s", l->s.peer);
         p->connection = "Connected";
         p->replication = S.syncing ? "SyncTarget" : "Established";
         p->resync_percent = -1;
@@ -755,7 +657,7 @@ int secondary_status(struct peer_status *out, int max)
         p->acked_requests = l->acked_reqs;
         p->inflight = l->inflight;
     }
-    if (n == 0 && max > 0 && (S.ndial || S.lfd >= 0)) {
+    if (n == 0 && max > 0 && (S.ndial || S.ls.fd >= 0)) {
         struct peer_status *p = &out[n++];
         memset(p, 0, sizeof *p);
         snprintf(p->address, sizeof p->address, "%s", S.ndial ? S.dial[0] : "(waiting for a primary)");
@@ -772,9 +674,5 @@ void secondary_stop(void)
     for (int i = 0; i < MAX_LINKS; i++)
         if (S.links[i])
             link_kill(S.links[i], NULL);
-    if (S.lfd >= 0) {
-        loop_del(S.lfd);
-        close(S.lfd);
-        S.lfd = -1;
-    }
+    listener_close(&S.ls);
 }

@@ -1,0 +1,457 @@
+/* A connected stream socket: staged input handed to a parser, payloads
+ * received straight into the user's buffer, a ring of output items sent
+ * with one sendmsg, epoll interest kept in step, and one close. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+#define STREAM_IOV 256 /* iovecs per sendmsg */
+
+const char STREAM_EOF[] = "closed by the peer";
+
+static struct stream *dirty; /* queued to since their last flush */
+
+static bool over_limit(const struct stream *s) { return s->q_limit && s->q_count >= s->q_limit; }
+
+/* the parser may be handed bytes */
+static bool parsing(const struct stream *s)
+{
+    return !s->dead && !s->held && !s->linger && !s->connecting && !over_limit(s);
+}
+
+static bool want_read(const struct stream *s)
+{
+    return parsing(s) && (s->pl_on || s->in_end - s->in_start < s->in_cap);
+}
+
+static void sync_events(struct stream *s)
+{
+    if (s->dead)
+        return;
+    uint32_t ev = (want_read(s) ? EPOLLIN : 0) |
+                  (s->connecting || (s->q_count && s->out_waiting) ? EPOLLOUT : 0);
+    if (ev != s->events && loop_mod(s->fd, ev, &s->h) == 0)
+        s->events = ev;
+}
+
+/* Reports the close once nothing of the layer is on the stack for s. Returns
+ * true when s may be gone (the user's on_close may have freed it). */
+static bool leave(struct stream *s)
+{
+    if (--s->depth)
+        return s->dead;
+    if (s->dead) {
+        if (!s->notified) {
+            s->notified = true;
+            s->ops->on_close(s, s->why_p);
+        }
+        return true;
+    }
+    sync_events(s);
+    return false;
+}
+
+static void undirty(struct stream *s)
+{
+    for (struct stream **pp = &dirty; *pp; pp = &(*pp)->next_dirty)
+        if (*pp == s) {
+            *pp = s->next_dirty;
+            break;
+        }
+    s->on_dirty = s->unflushed = false;
+}
+
+void stream_close(struct stream *s, const char *why)
+{
+    if (s->dead)
+        return;
+    s->dead = true;
+    if (why == NULL || why == STREAM_EOF) {
+        s->why_p = why;
+    } else {
+        snprintf(s->why, sizeof s->why, "%s", why); /* why may live on the caller's stack */
+        s->why_p = s->why;
+    }
+    loop_del(s->fd);
+    close(s->fd);
+    s->fd = -1;
+    if (s->on_dirty)
+        undirty(s);
+    s->depth++;
+    /* what will never be sent is handed back, oldest first */
+    while (s->q_count) {
+        struct stream_item *it = &s->q[s->q_head];
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_count--;
+        if (it->done)
+            it->done(s, it->arg, false);
+    }
+    s->q_off = s->q_bytes = 0;
+    free(s->in);
+    free(s->q);
+    free(s->blob);
+    s->in = NULL;
+    s->q = NULL;
+    s->blob = NULL;
+    s->in_start = s->in_end = 0;
+    leave(s);
+}
+
+/* Hands staged bytes to the payload or the parser while it takes them. */
+static void deliver(struct stream *s)
+{
+    if (s->delivering)
+        return; /* called back from inside: the outer loop goes on */
+    s->delivering = true;
+    while (parsing(s)) {
+        if (s->pl_on) {
+            uint32_t avail = s->in_end - s->in_start, want = s->pl_len - s->pl_have;
+            uint32_t k = avail < want ? avail : want;
+            if (k && s->pl)
+                memcpy(s->pl + s->pl_have, s->in + s->in_start, k);
+            s->pl_have += k;
+            s->in_start += k;
+            if (s->pl_have < s->pl_len)
+                break;
+            s->pl_on = false;
+            s->ops->on_payload(s, s->pl, s->pl_len);
+            continue;
+        }
+        if (s->in_start == s->in_end)
+            break;
+        size_t n = s->ops->on_data(s, s->in + s->in_start, s->in_end - s->in_start);
+        if (s->dead)
+            break;
+        s->in_start += n;
+        if (n == 0 && !s->pl_on)
+            break; /* it waits for more bytes */
+    }
+    if (!s->dead && s->in_start == s->in_end)
+        s->in_start = s->in_end = 0;
+    s->delivering = false;
+}
+
+/* A few reads per wakeup, straight into the payload when one is due. */
+static void pump(struct stream *s)
+{
+    bool got = false;
+
+    deliver(s);
+    for (int round = 0; round < STREAM_ROUNDS && want_read(s); round++) {
+        size_t room;
+        ssize_t n;
+        bool direct = s->pl_on && s->in_start == s->in_end;
+        if (direct) {
+            room = s->pl_len - s->pl_have;
+            if (s->pl) {
+                n = recv(s->fd, s->pl + s->pl_have, room, MSG_DONTWAIT);
+            } else { /* discarded: the empty staging buffer is scratch */
+                room = room < s->in_cap ? room : s->in_cap;
+                n = recv(s->fd, s->in, room, MSG_DONTWAIT);
+            }
+        } else {
+            if (s->in_start > 0) { /* the unparsed tail to the front */
+                memmove(s->in, s->in + s->in_start, s->in_end - s->in_start);
+                s->in_end -= s->in_start;
+                s->in_start = 0;
+            }
+            room = s->in_cap - s->in_end;
+            n = recv(s->fd, s->in + s->in_end, room, MSG_DONTWAIT);
+        }
+        if (n == 0) {
+            stream_close(s, STREAM_EOF);
+            return;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                stream_close(s, strerror(errno));
+            break;
+        }
+        got = true;
+        if (direct)
+            s->pl_have += n;
+        else
+            s->in_end += n;
+        deliver(s);
+        if ((size_t)n < room)
+            break; /* the socket is empty for now */
+    }
+    if (got && !s->dead)
+        s->last_rx = now_ms();
+}
+
+static void flush(struct stream *s)
+{
+    bool was_over = over_limit(s);
+
+    s->unflushed = false;
+    while (!s->dead && !s->connecting && s->q_count) {
+        struct iovec iov[STREAM_IOV];
+        int k = 0;
+        size_t skip = s->q_off, batch = 0;
+        for (unsigned i = 0; i < s->q_count && k < STREAM_IOV - 1; i++) {
+            const struct stream_item *it = &s->q[(s->q_head + i) % s->q_cap];
+            if (skip < it->hdr_len) {
+                iov[k++] = (struct iovec){ (void *)(it->hdr + skip), it->hdr_len - skip };
+                batch += it->hdr_len - skip;
+                skip = 0;
+            } else {
+                skip -= it->hdr_len;
+            }
+            if (it->data_len) {
+                iov[k++] = (struct iovec){ (void *)(it->data + skip), it->data_len - skip };
+                batch += it->data_len - skip;
+            }
+            skip = 0;
+        }
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = k };
+        ssize_t n = sendmsg(s->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                s->out_waiting = true;
+            else
+                stream_close(s, strerror(errno));
+            break;
+        }
+        s->last_tx = now_ms();
+        size_t left = s->q_off + n;
+        while (s->q_count) {
+            struct stream_item *it = &s->q[s->q_head];
+            size_t sz = (size_t)it->hdr_len + it->data_len;
+            if (left < sz)
+                break;
+            left -= sz;
+            s->q_bytes -= sz;
+            s->q_head = (s->q_head + 1) % s->q_cap;
+            s->q_count--;
+            if (it->done)
+                it->done(s, it->arg, true);
+            if (s->dead)
+                return;
+        }
+        s->q_off = left;
+        if ((size_t)n < batch) {
+            s->out_waiting = true; /* the socket is full: EPOLLOUT says when to go on */
+            break;
+        }
+    }
+    if (s->dead)
+        return;
+    if (!s->q_count) {
+        s->out_waiting = false;
+        if (s->linger) {
+            stream_close(s, NULL);
+            return;
+        }
+    }
+    if (was_over && !over_limit(s))
+        deliver(s); /* input waited for the queue to shrink */
+}
+
+void stream_flush(struct stream *s)
+{
+    if (s->dead)
+        return;
+    s->depth++;
+    flush(s);
+    leave(s);
+}
+
+void stream_flush_dirty(void)
+{
+    while (dirty) {
+        struct stream *s = dirty;
+        dirty = s->next_dirty;
+        s->on_dirty = false;
+        if (s->unflushed)
+            stream_flush(s);
+    }
+}
+
+bool stream_any_dirty(void) { return dirty != NULL; }
+
+static void on_event(struct handler *h, uint32_t ev)
+{
+    struct stream *s = (struct stream *)h;
+
+    if (s->dead)
+        return; /* closed earlier in this epoll batch */
+    s->depth++;
+    if (s->connecting) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+            err = errno;
+        if (err) {
+            stream_close(s, strerror(err));
+            goto out;
+        }
+        if (!(ev & (EPOLLOUT | EPOLLIN)))
+            goto out;
+        s->connecting = false;
+        s->last_rx = s->last_tx = now_ms();
+        if (s->ops->on_connected)
+            s->ops->on_connected(s);
+    }
+    if (!s->dead && (ev & EPOLLOUT))
+        flush(s);
+    if (!s->dead && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        if (want_read(s)) {
+            pump(s);
+        } else if (ev & (EPOLLHUP | EPOLLERR)) {
+            /* gone both ways while input waits: nothing can be delivered */
+            int err = 0;
+            socklen_t el = sizeof err;
+            getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+            stream_close(s, err ? strerror(err) : STREAM_EOF);
+        }
+    }
+    if (!s->dead && s->unflushed)
+        flush(s); /* what this wakeup produced goes now */
+out:
+    leave(s);
+}
+
+int stream_init(struct stream *s, int fd, const char *peer, const struct stream_ops *ops,
+                void *arg, uint32_t in_cap, unsigned q_cap, unsigned q_limit, bool connecting)
+{
+    int r;
+
+    memset(s, 0, sizeof *s);
+    s->fd = fd;
+    s->ops = ops;
+    s->arg = arg;
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    s->in_cap = in_cap;
+    s->q_cap = q_cap;
+    s->q_limit = q_limit;
+    s->connecting = connecting;
+    s->last_rx = s->last_tx = now_ms();
+    s->h.fn = on_event;
+    s->in = malloc(in_cap);
+    s->q = malloc(q_cap * sizeof *s->q);
+    if (!s->in || !s->q || !q_cap || !in_cap) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    s->events = connecting ? EPOLLOUT : EPOLLIN;
+    if ((r = loop_add(fd, s->events, &s->h)) < 0)
+        goto fail;
+    return 0;
+fail:
+    free(s->in);
+    free(s->q);
+    s->in = NULL;
+    s->q = NULL;
+    close(fd);
+    s->fd = -1;
+    s->dead = s->notified = true; /* never open: no on_close */
+    return r;
+}
+
+void stream_close_when_sent(struct stream *s)
+{
+    if (s->dead)
+        return;
+    s->linger = true;
+    if (!s->q_count) {
+        stream_close(s, NULL);
+        return;
+    }
+    if (!s->depth)
+        sync_events(s);
+}
+
+void stream_recv_into(struct stream *s, void *buf, uint32_t len)
+{
+    s->pl = buf;
+    s->pl_len = len;
+    s->pl_have = 0;
+    s->pl_on = true;
+}
+
+void stream_hold(struct stream *s)
+{
+    s->held = true;
+    if (!s->depth)
+        sync_events(s);
+}
+
+void stream_unhold(struct stream *s)
+{
+    if (s->dead)
+        return;
+    s->held = false;
+    s->depth++;
+    deliver(s); /* what is staged first; epoll says when more can be read */
+    leave(s);
+}
+
+int stream_queue(struct stream *s, const void *hdr, unsigned hdr_len, const void *data,
+                 uint32_t data_len, stream_done_fn done, void *arg)
+{
+    if (s->dead)
+        return -EPIPE;
+    if (hdr_len > STREAM_INLINE || hdr_len + data_len == 0)
+        return -EINVAL;
+    if (s->q_count == s->q_cap)
+        return -ENOBUFS;
+    struct stream_item *it = &s->q[(s->q_head + s->q_count++) % s->q_cap];
+    memcpy(it->hdr, hdr, hdr_len);
+    it->hdr_len = hdr_len;
+    it->data = data;
+    it->data_len = data_len;
+    it->done = done;
+    it->arg = arg;
+    s->q_bytes += hdr_len + data_len;
+    if (!s->unflushed) {
+        s->unflushed = true;
+        if (!s->on_dirty) {
+            s->on_dirty = true;
+            s->next_dirty = dirty;
+            dirty = s;
+        }
+    }
+    return 0;
+}
+
+static void blob_done(struct stream *s, void *arg, bool sent)
+{
+    (void)arg, (void)sent;
+    if (--s->blob_items == 0)
+        s->blob_used = 0; /* all sent: the buffer starts over */
+}
+
+uint32_t stream_write_room(const struct stream *s)
+{
+    return s->blob_items ? STREAM_BLOB_CAP - s->blob_used : STREAM_BLOB_CAP;
+}
+
+int stream_write(struct stream *s, const void *p, uint32_t len)
+{
+    if (s->dead)
+        return -EPIPE;
+    if (len <= STREAM_INLINE)
+        return stream_queue(s, p, len, NULL, 0, NULL, NULL);
+    if (len > stream_write_room(s))
+        return -ENOBUFS;
+    if (!s->blob && !(s->blob = malloc(STREAM_BLOB_CAP)))
+        return -ENOMEM;
+    if (!s->blob_items)
+        s->blob_used = 0;
+    uint8_t *dst = s->blob + s->blob_used;
+    memcpy(dst, p, len);
+    int r = stream_queue(s, NULL, 0, dst, len, blob_done, NULL);
+    if (r == 0) {
+        s->blob_used += len;
+        s->blob_items++;
+    }
+    return r;
+}
