@@ -23,7 +23,11 @@
 #include "resync.h"
 
 #define SQ_MAX      8192          /* frames queued per peer */
-#define SQ_BYTES_MAX (2ull * REPL_MAX_PAYLOAD) /* a peer further behind is dropped */
+/* A peer further behind than this is dropped (one maximum request always
+ * fits an empty queue). 64 requests per client connection hold their
+ * buffers until every queue has sent them, so a larger limit would let a
+ * slow peer hold the client back instead of being dropped. */
+#define SQ_BYTES_MAX (64u << 20)
 #define TABLE       (1u << 17)    /* requests waiting for acks, by seq */
 #define RETRY_MAX_MS 5000
 #define HELLO_TIMEOUT_MS 5000     /* a connection must say HELLO within this */
@@ -236,7 +240,7 @@ static bool queue_to(struct peer *p, struct nm_req *r, uint8_t type, uint16_t fl
                      const uint8_t *extra, uint8_t extra_len, uint32_t data_len)
 {
     struct sq_item *it;
-    if (p->sq_bytes + data_len > SQ_BYTES_MAX || !(it = sq_push(p))) {
+    if ((p->sq_count && p->sq_bytes + data_len > SQ_BYTES_MAX) || !(it = sq_push(p))) {
         peer_drop(p, "too far behind (send queue full)");
         return false;
     }
@@ -851,3 +855,39 @@ static uint64_t queue_done(void *peer)
 }
 
 static void sync_failed(void *peer, const char *why) { peer_drop(peer, why); }
+
+/* ---- the frames a primary receives (the table is in frames.c) ---- */
+
+int primary_on_hello(void *link, const struct repl_hdr *h, const uint8_t *payload)
+{
+    struct peer *p = link;
+    if (p->st != PC_HELLO) {
+        peer_drop(p, "second HELLO");
+        return -1;
+    }
+    peer_hello(p, h, payload);
+    return p->st == PC_UP ? 1 : -1;
+}
+
+int primary_on_ack(void *link, const struct repl_hdr *h, const uint8_t *payload)
+{
+    struct peer *p = link;
+    (void)payload;
+    if (p->st != PC_UP) {
+        peer_drop(p, "frame before HELLO");
+        return -1;
+    }
+    on_ack(p, h);
+    return p->st == PC_UP ? 1 : -1; /* dropped: its buffer is gone */
+}
+
+int primary_on_pong(void *link, const struct repl_hdr *h, const uint8_t *payload)
+{
+    struct peer *p = link;
+    (void)h, (void)payload;
+    if (p->st != PC_UP) {
+        peer_drop(p, "frame before HELLO");
+        return -1;
+    }
+    return 1;
+}

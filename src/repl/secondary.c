@@ -324,51 +324,54 @@ static void barrier_done(struct io_cmd *cmd, int res)
     link_resume(l);
 }
 
-static bool hello(struct link *l)
+/* The frames a secondary receives (the table is in frames.c). */
+
+int secondary_on_hello(void *link, const struct repl_hdr *h, const uint8_t *payload)
 {
+    struct link *l = link;
     const char *why;
     char msg[160];
 
-    if (repl_decode_hello(l->small, l->fh.len, &l->remote, &why) < 0) {
+    if (l->established) {
+        link_kill(l, "second HELLO");
+        return -1;
+    }
+    if (repl_decode_hello(payload, h->len, &l->remote, &why) < 0) {
         link_kill(l, why);
-        return false;
+        return -1;
     }
     if (l->remote.role != ROLE_PRIMARY) {
         link_kill(l, "peer is not a primary (two secondaries cannot replicate)");
-        return false;
+        return -1;
     }
     if (l->remote.data_size > S.self.data_size) {
         snprintf(msg, sizeof msg, "primary's disk (%llu bytes) is larger than ours (%llu bytes)",
                  (unsigned long long)l->remote.data_size, (unsigned long long)S.self.data_size);
         link_kill(l, msg);
-        return false;
+        return -1;
     }
     for (int i = 0; i < MAX_LINKS; i++)
         if (S.links[i] && S.links[i] != l && !S.links[i]->s.dead && S.links[i]->established) {
             link_kill(l, "already replicating from a primary");
-            return false;
+            return -1;
         }
     /* writes may come now: if we crash we are behind, whatever the primary
      * thought of us; a clean stop of the primary records UpToDate again */
     if (persist(S.disk == DS_UPTODATE ? DS_OUTDATED
                 : S.disk == DS_FAILED ? DS_INCONSISTENT : S.disk) < 0)
-        return false; /* persist closed the link */
+        return -1; /* persist closed the link */
     l->established = true;
     if (l->dial >= 0 && S.disk != DS_FAILED)
         dialer_reset(&S.dialer[l->dial]); /* a failed disk is retried slowly */
     log_info("replication link %s: connected to primary (protocol %c, %llu bytes)", l->s.peer,
              l->remote.protocol ? l->remote.protocol : '?', (unsigned long long)l->remote.data_size);
-    return true;
+    return 1;
 }
 
-/* Starts the frame in l->fh if the ordering rules allow; false = wait. */
-static bool apply(struct link *l)
+/* Anything but HELLO: only on an established link, and never once this
+ * node cannot record its state. */
+static bool may_apply(struct link *l)
 {
-    const struct disk *d = S.self.dev;
-    struct op *o = NULL;
-
-    if (l->fh.type == RT_HELLO)
-        return l->established ? (link_kill(l, "second HELLO"), false) : hello(l);
     if (S.meta_failed) {
         link_kill(l, "the metadata cannot be written");
         return false;
@@ -377,71 +380,101 @@ static bool apply(struct link *l)
         link_kill(l, "frame before HELLO");
         return false;
     }
-    switch (l->fh.type) {
-    case RT_PING:
-        out_frame(l, RT_PONG, 0, l->fh.seq, 0, 0, NULL, 0);
-        return true;
-    case RT_BARRIER:
-        if (l->inflight || l->barrier_running)
-            return false;
-        o = &l->barrier;
-        o->l = l;
-        o->seq = l->fh.seq;
-        o->off = l->fh.epoch;
-        o->flags = l->fh.flags;
-        o->busy = true;
-        o->io = (struct io_cmd){ .op = IO_FSYNC, .fd = d->fd, .cb = barrier_done };
-        l->barrier_running = true;
-        l->inflight++;
-        io_queue(S.self.io, &o->io);
-        return true;
-    case RT_WRITE:
-    case RT_TRIM:
-    case RT_ZERO:
-        break;
-    default:
-        link_kill(l, "unexpected frame type from a primary");
-        return false;
-    }
-    uint64_t off = get_be64(l->small);
-    uint32_t len = l->fh.type == RT_WRITE ? l->fh.len - 8 : get_be32(l->small + 8);
+    return true;
+}
+
+int secondary_on_ping(void *link, const struct repl_hdr *h, const uint8_t *payload)
+{
+    struct link *l = link;
+    (void)payload;
+    if (!may_apply(l))
+        return -1;
+    out_frame(l, RT_PONG, 0, h->seq, 0, 0, NULL, 0);
+    return 1;
+}
+
+/* Everything before it on disk (flushed) before it is acknowledged, and
+ * nothing after it started before that. */
+int secondary_on_barrier(void *link, const struct repl_hdr *h, const uint8_t *payload)
+{
+    struct link *l = link;
+    struct op *o = &l->barrier;
+    (void)payload;
+    if (!may_apply(l))
+        return -1;
+    if (l->inflight || l->barrier_running)
+        return 0;
+    o->l = l;
+    o->seq = h->seq;
+    o->off = h->epoch;
+    o->flags = h->flags;
+    o->busy = true;
+    o->io = (struct io_cmd){ .op = IO_FSYNC, .fd = S.self.dev->fd, .cb = barrier_done };
+    l->barrier_running = true;
+    l->inflight++;
+    io_queue(S.self.io, &o->io);
+    return 1;
+}
+
+/* WRITE (its data is in l->data), TRIM, ZERO: concurrently within an epoch,
+ * but after every overlapping one still running. */
+int secondary_on_data(void *link, const struct repl_hdr *h, const uint8_t *payload)
+{
+    struct link *l = link;
+    const struct disk *d = S.self.dev;
+    struct op *o = NULL;
+
+    if (!may_apply(l))
+        return -1;
+    uint64_t off = get_be64(payload);
+    uint32_t len = h->type == RT_WRITE ? h->len - 8 : get_be32(payload + 8);
     if (len == 0 || off > S.self.data_size || len > S.self.data_size - off) {
         link_kill(l, "write outside the disk");
-        return false;
+        return -1;
     }
     if (l->barrier_running || overlaps(l, off, len))
-        return false;
+        return 0;
     for (int i = 0; i < MAX_OPS && !o; i++)
         if (!l->ops[i].busy)
             o = &l->ops[i];
     if (!o)
-        return false;
+        return 0;
     if (l->remote.protocol == 'B')
-        out_frame(l, RT_ACK_RECV, 0, l->fh.seq, len, 0, NULL, 0);
-    *o = (struct op){ .l = l, .seq = l->fh.seq, .off = off, .len = len, .type = l->fh.type,
-                      .flags = l->fh.flags, .busy = true };
+        out_frame(l, RT_ACK_RECV, 0, h->seq, len, 0, NULL, 0);
+    *o = (struct op){ .l = l, .seq = h->seq, .off = off, .len = len, .type = h->type,
+                      .flags = h->flags, .busy = true };
     o->io.cb = op_done;
     o->io.off = off;
     o->io.len = len;
-    if (l->fh.flags & RF_RESYNC)
+    if (h->flags & RF_RESYNC)
         S.resync_rx += len;
-    if (l->fh.type == RT_WRITE) {
+    if (h->type == RT_WRITE) {
         o->buf = l->data;
         l->data = NULL;
         o->io.op = IO_WRITE;
         o->io.buf = o->buf;
         o->io.fd = disk_fd_for(d, o->buf, off, len);
-        o->io.mode = (l->fh.flags & RF_FUA) ? RWF_DSYNC : 0;
-    } else if (l->fh.type == RT_TRIM) {
+        o->io.mode = (h->flags & RF_FUA) ? RWF_DSYNC : 0;
+    } else if (h->type == RT_TRIM) {
         /* the primary trimmed exactly this, and there it reads zeroes now:
          * so it must here (op_done falls back to writing them) */
         disk_zero_cmd(d, &o->io, off, len, false);
     } else {
-        disk_zero_cmd(d, &o->io, off, len, l->fh.flags & RF_NO_HOLE);
+        disk_zero_cmd(d, &o->io, off, len, h->flags & RF_NO_HOLE);
     }
     l->inflight++;
     io_queue(S.self.io, &o->io);
-    return true;
+    return 1;
+}
+
+/* Starts the frame in l->fh if the ordering rules allow; false = wait. */
+static bool apply(struct link *l)
+{
+    const char *why;
+    int r = repl_frame_dispatch(ROLE_SECONDARY, l, &l->fh, l->small, &why);
+    if (r < 0 && !l->s.dead)
+        link_kill(l, why);
+    return r > 0;
 }
 
 /* A frame is all here: it starts, or input waits until it can. */

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "repl.h"
+#include "repl-int.h"
 
 void repl_encode_hdr(uint8_t *p, const struct repl_hdr *h)
 {
@@ -16,18 +16,6 @@ void repl_encode_hdr(uint8_t *p, const struct repl_hdr *h)
     put_be64(p + 16, h->seq);
     put_be32(p + 24, h->aux);
     put_be32(p + 28, crc32c(0, p, 28));
-}
-
-/* Payload length each type must (or may) carry. */
-static bool len_ok(uint8_t type, uint32_t len)
-{
-    switch (type) {
-    case RT_HELLO: return len == REPL_HELLO_SIZE;
-    case RT_WRITE: return len > 8 && len <= REPL_MAX_PAYLOAD;
-    case RT_TRIM:
-    case RT_ZERO: return len == 12;
-    default: return len == 0;
-    }
 }
 
 int repl_decode_hdr(const uint8_t *p, struct repl_hdr *h, const char **why)
@@ -54,7 +42,7 @@ int repl_decode_hdr(const uint8_t *p, struct repl_hdr *h, const char **why)
         *why = "unknown frame type";
         return -EPROTO;
     }
-    if (!len_ok(h->type, h->len)) {
+    if (!repl_frame_known(h->type, h->len)) {
         *why = "frame length not valid for its type";
         return -EPROTO;
     }

@@ -46,7 +46,7 @@ start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" "${peers[@]}" --prot
 wait_peers p 3
 start=$(date +%s%N)
 # 224 MiB: at 2 MB/s the slow link alone would need 110 s, and far more than
-# the 128 MiB a peer may fall behind queues up
+# the 64 MiB a peer may fall behind queues up
 fio --name=slow --ioengine=nbd --uri="$URI" --rw=write --bs=1M --iodepth=8 --size=224M \
     --output-format=terse --terse-version=3 >"$T/fio" || { cat "$T/fio"; fail "fio"; }
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
