@@ -412,19 +412,14 @@ static size_t peer_data(struct stream *s, uint8_t *b, size_t len)
 {
     struct peer *p = s->arg;
     struct repl_hdr h;
-    const char *why;
+    const char *why = "unexpected frame from a secondary";
+    int r = repl_frame_start(b, len, &h, &why);
 
-    if (len < REPL_HDR)
-        return 0;
-    if (repl_decode_hdr(b, &h, &why) < 0) {
+    if (r < 0 || (r > 0 && REPL_HDR + h.len > IN_CAP)) {
         peer_drop(p, why);
         return 0;
     }
-    if (REPL_HDR + h.len > IN_CAP) {
-        peer_drop(p, "unexpected frame from a secondary");
-        return 0;
-    }
-    if (len < REPL_HDR + h.len)
+    if (r == 0 || len < REPL_HDR + h.len)
         return 0;
     peer_frame(p, &h, b + REPL_HDR); /* if it drops p, b is gone: the layer stops */
     return REPL_HDR + h.len;
