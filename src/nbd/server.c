@@ -62,8 +62,10 @@ static void conn_closed(struct stream *s, const char *why)
     if (why == STREAM_EOF) {
         if (c->rd || s->pl_on)
             why = "client disconnected in the middle of a request";
+        else if (c->closing || c->paused || (c->state == CS_TRANSMIT && !c->inflight))
+            why = NULL; /* after DISC, or while we did not read: nothing lost */
         else
-            why = c->state == CS_TRANSMIT && !c->inflight ? NULL : "client disconnected";
+            why = "client disconnected";
     }
     if (why)
         log_warn("client %s: %s; closing the connection", s->peer, why);
