@@ -184,7 +184,7 @@ static bool frame_or_drop(struct peer *p, uint8_t type, uint16_t flags, uint64_t
 static bool queue_to(struct peer *p, struct nm_req *r, uint8_t type, uint16_t flags,
                      const uint8_t *extra, uint8_t extra_len, uint32_t data_len)
 {
-    /* and so are SQ_BYTES_MAX bytes queued, counting the client's writes */
+    /* too far behind, too: SQ_BYTES_MAX bytes queued */
     if (stream_queued_bytes(p->s) + data_len > SQ_BYTES_MAX) {
         peer_drop(p, "too far behind (send queue full)");
         return false;
