@@ -118,6 +118,7 @@ struct stream {
     uint64_t q_bytes;           /* bytes queued, not yet sent */
     uint8_t *blob;
     uint32_t blob_used, blob_items;
+    bool blob_drop;             /* free the blob once its bytes are sent */
     bool out_waiting;           /* a flush left bytes: EPOLLOUT wanted */
     bool unflushed;             /* queued to since the last flush */
     struct stream *next_dirty;
@@ -152,6 +153,12 @@ int stream_queue(struct stream *s, const void *hdr, unsigned hdr_len, const void
 /* Queues a copy of any small blob (handshake replies, HELLO). */
 int stream_write(struct stream *s, const void *p, uint32_t len);
 uint32_t stream_write_room(const struct stream *s);
+/* Few stream_write() calls are expected from now on (a handshake is over):
+ * the blob buffer is freed once its bytes have left (a later write
+ * allocates it again). */
+void stream_drop_blob(struct stream *s);
+/* Changes q_limit (input waits while this many items are queued; 0: never). */
+void stream_set_limit(struct stream *s, unsigned q_limit);
 /* One sendmsg (more only while whole batches go); the rest waits for EPOLLOUT. */
 void stream_flush(struct stream *s);
 /* Flushes every stream queued to since the last flush: once per loop turn. */

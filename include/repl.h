@@ -119,6 +119,10 @@ void repl_stop(void);
 void repl_encode_hdr(uint8_t *p, const struct repl_hdr *h);
 /* Checks magic, version, CRC, type and length; -EPROTO with *why on error. */
 int repl_decode_hdr(const uint8_t *p, struct repl_hdr *h, const char **why);
+/* For a stream parser: the header of the frame at p, of which len bytes
+ * are staged. 1: decoded into h; 0: not all of it is here yet; -EPROTO: not
+ * a valid header (why says how). */
+int repl_frame_start(const uint8_t *p, size_t len, struct repl_hdr *h, const char **why);
 void repl_encode_hello(uint8_t *p, const struct repl_hello *h);
 int repl_decode_hello(const uint8_t *p, uint32_t len, struct repl_hello *h, const char **why);
 const char *disk_state_name(enum disk_state s);

@@ -425,8 +425,35 @@ int stream_queue(struct stream *s, const void *hdr, unsigned hdr_len, const void
 static void blob_done(struct stream *s, void *arg, bool sent)
 {
     (void)arg, (void)sent;
-    if (--s->blob_items == 0)
+    if (--s->blob_items == 0) {
         s->blob_used = 0; /* all sent: the buffer starts over */
+        if (s->blob_drop) {
+            free(s->blob);
+            s->blob = NULL;
+        }
+    }
+}
+
+void stream_drop_blob(struct stream *s)
+{
+    s->blob_drop = true;
+    if (!s->blob_items) {
+        free(s->blob);
+        s->blob = NULL;
+    }
+}
+
+void stream_set_limit(struct stream *s, unsigned q_limit)
+{
+    bool was_over = over_limit(s);
+
+    s->q_limit = q_limit;
+    if (s->dead || s->depth)
+        return; /* the layer call on the stack picks it up */
+    s->depth++;
+    if (was_over && !over_limit(s))
+        deliver(s);
+    leave(s);
 }
 
 uint32_t stream_write_room(const struct stream *s)

@@ -16,13 +16,17 @@ void hs_start(struct conn *c)
     c->state = CS_FLAGS;
 }
 
+#define REPLY_MAX (20 + 4 + 4096) /* the longest: a LIST entry or a name */
+#define HS_ROOM   (6 * REPLY_MAX) /* what one option's replies may need */
+
+/* One write per reply: header and data. */
 static void reply(struct conn *c, uint32_t opt, uint32_t type, const void *data, uint32_t len)
 {
-    uint8_t h[20];
-    nbd_encode_opt_reply(h, opt, type, len);
-    conn_out(c, h, sizeof h);
+    uint8_t b[REPLY_MAX];
+    nbd_encode_opt_reply(b, opt, type, len);
     if (len)
-        conn_out(c, data, len);
+        memcpy(b + 20, data, len);
+    conn_out(c, b, 20 + len);
 }
 
 /* The empty name always selects the (one) export. */
@@ -184,85 +188,87 @@ static bool opt_export_name(struct conn *c, const uint8_t *d, uint32_t len)
 static void enter_transmission(struct conn *c)
 {
     c->state = CS_TRANSMIT;
+    stream_set_limit(&c->s, 0); /* replies are bounded by the slots */
+    stream_drop_blob(&c->s);    /* option replies are over */
     srv.stats.clients_now++;
-    log_info("client %s: transmission phase (%s replies%s)", c->peer,
+    log_info("client %s: transmission phase (%s replies%s)", c->s.peer,
              c->structured ? "structured" : "simple",
              c->meta_alloc ? ", base:allocation" : "");
 }
 
-void hs_parse(struct conn *c)
+/* One step of the handshake from the staged bytes; returns what it took
+ * (0: wait for more). Options wait while HS_QUEUED replies are unsent (the
+ * stream's q_limit), or while the stream's buffer for them lacks room for
+ * one option's replies: then until every reply has left (limit 1). */
+size_t hs_data(struct conn *c, const uint8_t *p, size_t avail)
 {
-    /* stop while the client leaves half the reply buffer unread */
-    while (!c->dead && c->state != CS_TRANSMIT && c->out_len - c->out_off < OUT_CAP / 2) {
-        uint32_t avail = c->in_end - c->in_start;
-        const uint8_t *p = c->in + c->in_start;
-
-        if (c->state == CS_FLAGS) {
-            if (avail < 4)
-                return;
-            uint32_t f = get_be32(p);
-            c->in_start += 4;
-            if (f & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
-                conn_kill(c, "unknown client flags (not an NBD client?)");
-                return;
-            }
-            c->no_zeroes = f & NBD_FLAG_C_NO_ZEROES;
-            c->state = CS_OPTIONS;
-            continue;
+    if (c->state == CS_FLAGS) {
+        if (avail < 4)
+            return 0;
+        uint32_t f = get_be32(p);
+        if (f & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
+            conn_kill(c, "unknown client flags (not an NBD client?)");
+            return 0;
         }
-        if (avail < NBD_OPT_HDR_SIZE)
-            return;
-        if (get_be64(p) != NBD_IHAVEOPT) {
-            conn_kill(c, "bad option magic");
-            return;
-        }
-        uint32_t opt = get_be32(p + 8), len = get_be32(p + 12);
-        if (len > MAX_OPT_LEN) {
-            conn_kill(c, "option length too large");
-            return;
-        }
-        if (avail < NBD_OPT_HDR_SIZE + len)
-            return;
-        if (++c->nopts > MAX_OPTS) {
-            conn_kill(c, "too many options");
-            return;
-        }
-        const uint8_t *d = p + NBD_OPT_HDR_SIZE;
-        c->in_start += NBD_OPT_HDR_SIZE + len;
-        switch (opt) {
-        case NBD_OPT_EXPORT_NAME:
-            if (opt_export_name(c, d, len))
-                enter_transmission(c);
-            break;
-        case NBD_OPT_ABORT:
-            reply(c, opt, NBD_REP_ACK, NULL, 0);
-            c->closing = true; /* closed once the ACK is out */
-            return;
-        case NBD_OPT_LIST:
-            opt_list(c, len);
-            break;
-        case NBD_OPT_INFO:
-        case NBD_OPT_GO:
-            if (opt_info_go(c, opt, d, len))
-                enter_transmission(c);
-            break;
-        case NBD_OPT_STRUCTURED_REPLY:
-            if (len) {
-                reply(c, opt, NBD_REP_ERR_INVALID, NULL, 0);
-            } else {
-                c->structured = true;
-                reply(c, opt, NBD_REP_ACK, NULL, 0);
-            }
-            break;
-        case NBD_OPT_LIST_META_CONTEXT:
-        case NBD_OPT_SET_META_CONTEXT:
-            opt_meta(c, opt, d, len);
-            break;
-        default: /* includes STARTTLS: no TLS here; the client may go on */
-            reply(c, opt, NBD_REP_ERR_UNSUP, NULL, 0);
-            break;
-        }
+        c->no_zeroes = f & NBD_FLAG_C_NO_ZEROES;
+        c->state = CS_OPTIONS;
+        return 4;
     }
-    if (c->state == CS_TRANSMIT)
-        tx_parse(c); /* requests may follow GO in the same packet */
+    if (avail < NBD_OPT_HDR_SIZE)
+        return 0;
+    if (get_be64(p) != NBD_IHAVEOPT) {
+        conn_kill(c, "bad option magic");
+        return 0;
+    }
+    uint32_t opt = get_be32(p + 8), len = get_be32(p + 12);
+    if (len > MAX_OPT_LEN) {
+        conn_kill(c, "option length too large");
+        return 0;
+    }
+    if (avail < NBD_OPT_HDR_SIZE + len)
+        return 0;
+    if (stream_write_room(&c->s) < HS_ROOM) {
+        stream_set_limit(&c->s, 1);
+        return 0;
+    }
+    stream_set_limit(&c->s, HS_QUEUED);
+    if (++c->nopts > MAX_OPTS) {
+        conn_kill(c, "too many options");
+        return 0;
+    }
+    const uint8_t *d = p + NBD_OPT_HDR_SIZE;
+    switch (opt) {
+    case NBD_OPT_EXPORT_NAME:
+        if (opt_export_name(c, d, len))
+            enter_transmission(c);
+        break;
+    case NBD_OPT_ABORT:
+        reply(c, opt, NBD_REP_ACK, NULL, 0);
+        stream_close_when_sent(&c->s); /* closed once the ACK is out */
+        break;
+    case NBD_OPT_LIST:
+        opt_list(c, len);
+        break;
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+        if (opt_info_go(c, opt, d, len))
+            enter_transmission(c);
+        break;
+    case NBD_OPT_STRUCTURED_REPLY:
+        if (len) {
+            reply(c, opt, NBD_REP_ERR_INVALID, NULL, 0);
+        } else {
+            c->structured = true;
+            reply(c, opt, NBD_REP_ACK, NULL, 0);
+        }
+        break;
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT:
+        opt_meta(c, opt, d, len);
+        break;
+    default: /* includes STARTTLS: no TLS here; the client may go on */
+        reply(c, opt, NBD_REP_ERR_UNSUP, NULL, 0);
+        break;
+    }
+    return NBD_OPT_HDR_SIZE + len; /* requests may follow GO in the same packet */
 }

@@ -5,7 +5,6 @@
 #include <linux/fs.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "nbd-int.h"
@@ -27,7 +26,7 @@ static const struct req_owner owner = {
     .io = start_io, .complete = reply, .release = req_release, .gone = conn_gone,
 };
 
-static bool conn_gone(struct nm_req *r) { return ((struct conn *)r->conn)->dead; }
+static bool conn_gone(struct nm_req *r) { return ((struct conn *)r->conn)->s.dead; }
 
 /* Nobody holds the request or its buffer any more: the slot is free. */
 void req_release(struct nm_req *r)
@@ -45,17 +44,26 @@ void req_release(struct nm_req *r)
     c->inflight--;
     if (c->paused)
         srv.resume_all = true;
+    if (c->closing && !c->inflight)
+        stream_close_when_sent(&c->s); /* DISC: the last reply is queued or out */
 }
 
-/* Queue the reply; replies of one turn go out together (server.c), and
- * each is handed back (req_replied) once sent. */
+static void reply_sent(struct stream *s, void *arg, bool sent)
+{
+    (void)s, (void)sent;
+    req_replied(arg);
+}
+
+/* Queue the reply: one item (the header inline, the payload from r->buf).
+ * Replies of one turn leave together (stream_flush_dirty in the main loop),
+ * and each is handed back (req_replied) once sent or dropped. */
 static void reply(struct nm_req *r)
 {
     struct conn *c = r->conn;
 
     if (r->err)
         srv.stats.errors++;
-    if (c->dead) {
+    if (c->s.dead) {
         req_replied(r);
         return;
     }
@@ -65,13 +73,11 @@ static void reply(struct nm_req *r)
         r->err ? nbd_encode_error_chunk(r) : nbd_encode_status_chunk(r);
     else
         nbd_encode_simple(r);
-    r->next = NULL;
-    if (c->rq_tail)
-        c->rq_tail->next = r;
-    else
-        c->rq_head = r;
-    c->rq_tail = r;
-    conn_mark_dirty(c);
+    /* the queue holds every slot's reply and the handshake's: it cannot be full */
+    if (stream_queue(&c->s, r->hdr, r->hdr_len, r->buf, r->buf_len, reply_sent, r) < 0) {
+        conn_kill(c, "reply queue full");
+        req_replied(r);
+    }
 }
 
 static void submit_io(struct nm_req *r, enum io_op op, int fd, void *buf,
@@ -335,118 +341,73 @@ static struct nm_req *take_slot(struct conn *c)
     return r;
 }
 
-/* Takes the payload bytes already in the staging buffer. */
-static void take_staged(struct conn *c, uint32_t want, uint8_t *dst)
+/* One request from the staged bytes; returns what it took (0: wait). A
+ * write's payload is received straight into its buffer (tx_payload follows);
+ * a refused write's payload is discarded. */
+size_t tx_data(struct conn *c, const uint8_t *p, size_t len)
 {
-    uint32_t avail = c->in_end - c->in_start, n = avail < want ? avail : want;
-    if (dst)
-        memcpy(dst, c->in + c->in_start, n);
-    c->in_start += n;
-    if (dst)
-        c->rd_have = n;
+    struct nbd_request q;
+    struct nm_req *r;
+    int err;
+
+    if (len < NBD_REQ_SIZE)
+        return 0;
+    if (nbd_decode_request(p, &q) < 0) {
+        conn_kill(c, "bad request magic");
+        return 0;
+    }
+    if (q.type == NBD_CMD_WRITE && q.len > NBD_MAX_BLOCK) {
+        /* we cannot know where the next request starts without taking
+         * the payload, and this one is beyond what we advertised */
+        conn_kill(c, "write longer than the maximum block size");
+        return 0;
+    }
+    if (q.type == NBD_CMD_DISC) {
+        c->closing = true; /* outstanding requests still get replies */
+        stream_hold(&c->s);
+        if (!c->inflight)
+            stream_close_when_sent(&c->s);
+        return NBD_REQ_SIZE;
+    }
+    if (!c->free_slots) {
+        conn_pause(c);
+        return 0;
+    }
+    err = srv.shutting_down ? ESHUTDOWN : check(c, &q);
+    r = take_slot(c);
+    translate(r, &q);
+    req_init(r, &owner);
+    if (!err && (q.type == NBD_CMD_READ || q.type == NBD_CMD_WRITE ||
+                 q.type == NBD_CMD_BLOCK_STATUS)) {
+        uint32_t need = q.type == NBD_CMD_BLOCK_STATUS ? 8 * MAX_EXTENTS : q.len;
+        r->buf = buf_get(need);
+        if (!r->buf) { /* over the memory budget: wait, do not fail */
+            req_release(r);
+            conn_pause(c);
+            return 0;
+        }
+        r->buf_cap = need;
+    }
+    if (q.type == NBD_CMD_WRITE && q.len) {
+        if (!err)
+            c->rd = r; /* submitted once the payload is all in r->buf */
+        stream_recv_into(&c->s, err ? NULL : r->buf, q.len);
+        if (!err)
+            return NBD_REQ_SIZE;
+    }
+    if (err)
+        req_fail(r, err);
     else
-        c->drain = want - n;
-}
-
-void tx_parse(struct conn *c)
-{
-    while (!c->dead && !c->closing && !c->paused && !c->rd && !c->drain) {
-        struct nbd_request q;
-        struct nm_req *r;
-        int err;
-
-        if (c->in_end - c->in_start < NBD_REQ_SIZE)
-            return;
-        if (nbd_decode_request(c->in + c->in_start, &q) < 0) {
-            conn_kill(c, "bad request magic");
-            return;
-        }
-        if (q.type == NBD_CMD_WRITE && q.len > NBD_MAX_BLOCK) {
-            /* we cannot know where the next request starts without taking
-             * the payload, and this one is beyond what we advertised */
-            conn_kill(c, "write longer than the maximum block size");
-            return;
-        }
-        if (q.type == NBD_CMD_DISC) {
-            c->in_start += NBD_REQ_SIZE;
-            c->closing = true; /* outstanding requests still get replies */
-            conn_mark_dirty(c);
-            conn_update_events(c);
-            return;
-        }
-        if (!c->free_slots) {
-            c->paused = true;
-            break;
-        }
-        err = srv.shutting_down ? ESHUTDOWN : check(c, &q);
-        r = take_slot(c);
-        translate(r, &q);
-        req_init(r, &owner);
-        if (!err && (q.type == NBD_CMD_READ || q.type == NBD_CMD_WRITE ||
-                     q.type == NBD_CMD_BLOCK_STATUS)) {
-            uint32_t need = q.type == NBD_CMD_BLOCK_STATUS ? 8 * MAX_EXTENTS : q.len;
-            r->buf = buf_get(need);
-            if (!r->buf) { /* over the memory budget: wait, do not fail */
-                req_release(r);
-                c->paused = true;
-                break;
-            }
-            r->buf_cap = need;
-        }
-        c->in_start += NBD_REQ_SIZE;
-        if (q.type == NBD_CMD_WRITE) {
-            if (err) {
-                take_staged(c, q.len, NULL);
-            } else {
-                take_staged(c, q.len, r->buf);
-                if (c->rd_have < q.len) {
-                    c->rd = r; /* the rest goes straight into r->buf */
-                    break;
-                }
-            }
-        }
-        if (err)
-            req_fail(r, err);
-        else
-            req_submit(r);
-    }
-    conn_update_events(c);
-}
-
-/* Reads the rest of a write's payload directly into its buffer, or discards
- * a refused write's payload. *progress is set when bytes were consumed. */
-void tx_read_payload(struct conn *c, int *progress)
-{
-    *progress = 0;
-    while (c->rd || c->drain) {
-        ssize_t n;
-        if (c->rd) {
-            n = recv(c->fd, c->rd->buf + c->rd_have, c->rd->len - c->rd_have, MSG_DONTWAIT);
-        } else {
-            uint32_t want = c->drain < IN_CAP ? c->drain : IN_CAP;
-            n = recv(c->fd, c->in, want, MSG_DONTWAIT);
-        }
-        if (n == 0) {
-            conn_kill(c, "client disconnected in the middle of a request");
-            return;
-        }
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                conn_kill(c, strerror(errno));
-            return;
-        }
-        *progress = 1;
-        if (c->drain) {
-            c->drain -= n;
-            if (c->drain == 0)
-                c->in_start = c->in_end = 0;
-            continue;
-        }
-        c->rd_have += n;
-        if (c->rd_have < c->rd->len)
-            return; /* socket drained for now */
-        struct nm_req *r = c->rd;
-        c->rd = NULL;
         req_submit(r);
-    }
+    return NBD_REQ_SIZE;
+}
+
+void tx_payload(struct conn *c)
+{
+    struct nm_req *r = c->rd;
+
+    if (!r)
+        return; /* a refused write's payload, discarded */
+    c->rd = NULL;
+    req_submit(r);
 }

@@ -1,7 +1,8 @@
 /* The primary's stream: every write, trim and zero write goes, in sequence
- * order, to every connected peer. Each peer has a send queue of frames that
- * point at the request's own buffer (no copy: the kernel copies it into the
- * socket), gathered into one sendmsg per turn. The reply to the client waits
+ * order, to every connected peer. Each peer's link is a stream of the
+ * connection layer (src/conn), whose send queue holds frames that point at
+ * the request's own buffer (no copy: the kernel copies it into the socket),
+ * gathered into one sendmsg per turn. The reply to the client waits
  * per protocol: A for nothing more than the queueing, B for every connected
  * peer's ACK_RECV, C for every connected peer's ACK_WRITE (and for FLUSH,
  * its BARRIER_ACK). A peer that drops or stops answering within the timeout
@@ -12,12 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "conn.h"
 #include "repl-int.h"
 #include "request.h"
 #include "resync.h"
@@ -29,40 +28,25 @@
  * slow peer hold the client back instead of being dropped. */
 #define SQ_BYTES_MAX (64u << 20)
 #define TABLE       (1u << 17)    /* requests waiting for acks, by seq */
-#define RETRY_MAX_MS 5000
 #define HELLO_TIMEOUT_MS 5000     /* a connection must say HELLO within this */
-#define MAX_IOV     256
-
-struct sq_item {
-    struct nm_req *r;   /* a client request, whose buf is the payload */
-    struct resync_chunk *chunk; /* or a full-sync chunk; neither: no payload */
-    uint8_t hdr[REPL_HDR + 12];
-    uint8_t hdr_len;
-    uint32_t data_len;  /* bytes of r->buf that follow the header */
-};
+#define IN_CAP      (16u << 10)   /* acks, PONGs and a HELLO come back */
 
 enum pconn { PC_IDLE, PC_CONNECTING, PC_HELLO, PC_UP };
 
 struct peer {
-    struct handler h;
     int idx;
     bool used, dial;
     char addr[128];
-    int fd;
-    uint32_t events;             /* what epoll watches now */
+    struct stream *s;            /* the link; allocated per link, as an event
+                                    for a closed one may still be on its way */
     enum pconn st;
-    uint64_t next_try, backoff, last_rx, last_tx, born;
+    struct dialer dialer;        /* when to dial again */
+    uint64_t born;
     struct repl_hello remote;
     enum disk_state peer_disk;
     bool missed;                 /* dropped while writes went on: needs a full sync */
     bool failed;                 /* its disk failed: no quick redial until a sync works */
     char last_error[128];
-    struct sq_item *sq;
-    unsigned sq_head, sq_count;
-    size_t sq_off;               /* bytes of the head item already sent */
-    uint64_t sq_bytes;
-    uint8_t in[4096];
-    uint32_t in_len;
     unsigned waiting;            /* requests whose reply waits for this peer */
     struct resync rs;            /* SyncSource while rs.active */
     uint64_t clean_seq;          /* the RF_CLEAN barrier of a clean stop */
@@ -76,13 +60,12 @@ static struct {
     struct repl_node self;
     struct repl_primary_config cfg;
     struct peer peers[REPL_MAX_PEERS];
-    int lfd;
-    struct handler h_listen;
+    struct listener ls;
     uint64_t seq;
     uint32_t epoch;
     struct nm_req *table[TABLE];
     struct nm_req *held, *held_tail; /* writes waiting for a sync chunk to pass */
-} P = { .lfd = -1 };
+} P = { .ls = { .fd = -1 } };
 
 static const char *conn_name(const struct peer *p)
 {
@@ -96,35 +79,53 @@ static bool queue_chunk(void *peer, struct resync_chunk *c);
 static uint64_t queue_done(void *peer);
 static void sync_failed(void *peer, const char *why);
 
-/* ---- send queue ---- */
-
-static struct sq_item *sq_push(struct peer *p)
-{
-    if (p->sq_count == SQ_MAX)
-        return NULL;
-    struct sq_item *it = &p->sq[(p->sq_head + p->sq_count++) % SQ_MAX];
-    memset(it, 0, sizeof *it);
-    return it;
-}
-
-/* Fills a queued item; the queue's byte count follows every item in it. */
-static void frame(struct peer *p, struct sq_item *it, uint8_t type, uint16_t flags, uint64_t seq,
-                  uint32_t epoch, const uint8_t *extra, uint8_t extra_len, uint32_t data_len)
-{
-    struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch,
-                          .len = extra_len + data_len };
-    repl_encode_hdr(it->hdr, &h);
-    if (extra_len)
-        memcpy(it->hdr + REPL_HDR, extra, extra_len);
-    it->hdr_len = REPL_HDR + extra_len;
-    it->data_len = data_len;
-    p->sq_bytes += it->hdr_len + data_len;
-}
+/* ---- send queue (the stream's: one item a frame) ---- */
 
 static void unqueue(struct peer *p, struct nm_req *r)
 {
     if (r)
         req_event(r, REQ_EV_UNQUEUED, p->idx, 0);
+}
+
+/* A client write, trim or zero left the socket (or never will). */
+static void req_frame_done(struct stream *s, void *arg, bool sent)
+{
+    struct peer *p = s->arg;
+    struct nm_req *r = arg;
+
+    if (sent) {
+        p->unacked++; /* each is answered by one ACK_WRITE */
+        p->sent_reqs++;
+        if (r->op == REQ_WRITE)
+            p->sent_bytes += r->len; /* client write data only */
+    }
+    unqueue(p, r);
+}
+
+/* A full-sync chunk left the socket (or never will). */
+static void chunk_frame_done(struct stream *s, void *arg, bool sent)
+{
+    struct peer *p = s->arg;
+
+    if (sent)
+        p->unacked++;
+    resync_chunk_done(arg, sent);
+}
+
+/* Queues a frame: header and extra bytes inline, then data_len bytes of
+ * data (not copied). 0, or -ENOBUFS when the ring is full. */
+static int frame(struct peer *p, uint8_t type, uint16_t flags, uint64_t seq, uint32_t epoch,
+                 const uint8_t *extra, uint8_t extra_len, const void *data, uint32_t data_len,
+                 stream_done_fn done, void *arg)
+{
+    struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch,
+                          .len = extra_len + data_len };
+    uint8_t hdr[REPL_HDR + 12];
+
+    repl_encode_hdr(hdr, &h);
+    if (extra_len)
+        memcpy(hdr + REPL_HDR, extra, extra_len);
+    return stream_queue(p->s, hdr, REPL_HDR + extra_len, data, data_len, done, arg);
 }
 
 /* The request no longer waits for this peer: it acknowledged, or is gone. */
@@ -141,97 +142,45 @@ static void stop_waiting(struct peer *p, struct nm_req *r, bool acked)
 
 static void peer_drop(struct peer *p, const char *why)
 {
+    struct stream *s = p->s;
+
     if (p->st == PC_IDLE)
         return;
     if (p->st == PC_UP)
         log_warn("peer %s: %s; it is Outdated until a full sync", p->addr, why ? why : "gone");
     else if (why)
         log_info("peer %s: %s", p->addr, why);
-    loop_del(p->fd);
-    close(p->fd);
     if (p->st == PC_UP) {
         p->missed = true;
         p->peer_disk = DS_OUTDATED;
     }
     p->st = PC_IDLE;
-    /* nothing queued for it will be sent; nobody waits for it any more */
-    while (p->sq_count) {
-        if (p->sq[p->sq_head].chunk)
-            resync_chunk_done(p->sq[p->sq_head].chunk, false);
-        unqueue(p, p->sq[p->sq_head].r);
-        p->sq_head = (p->sq_head + 1) % SQ_MAX;
-        p->sq_count--;
-    }
-    p->sq_off = p->sq_bytes = 0;
+    p->s = NULL; /* its on_close only frees it now */
+    /* nothing queued for it will be sent (each frame's done runs, unsent);
+     * nobody waits for it any more */
+    stream_close(s, why);
     p->unacked = 0; /* whatever was in flight there is lost with the link */
     for (unsigned i = 0; i < TABLE && p->waiting; i++)
         if (P.table[i])
             stop_waiting(p, P.table[i], false);
     p->waiting = 0;
     sync_abort(p);
-    p->in_len = 0;
-    p->next_try = now_ms() + p->backoff;
-    p->backoff = p->backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff * 2;
+    dialer_lost(&p->dialer, now_ms());
     if (!p->dial)
         p->used = false; /* it called us: it will call again */
 }
 
-static void peer_send(struct peer *p)
+/* Queues a frame or drops the peer: a full ring (SQ_MAX frames) means it
+ * is too far behind. */
+static bool frame_or_drop(struct peer *p, uint8_t type, uint16_t flags, uint64_t seq,
+                          const uint8_t *extra, uint8_t extra_len, const void *data,
+                          uint32_t data_len, stream_done_fn done, void *arg)
 {
-    while (p->st >= PC_HELLO && p->sq_count) {
-        struct iovec iov[MAX_IOV];
-        int k = 0;
-        size_t skip = p->sq_off;
-        for (unsigned i = 0; i < p->sq_count && k < MAX_IOV - 1; i++) {
-            struct sq_item *it = &p->sq[(p->sq_head + i) % SQ_MAX];
-            if (skip < it->hdr_len) {
-                iov[k++] = (struct iovec){ it->hdr + skip, it->hdr_len - skip };
-                skip = 0;
-            } else {
-                skip -= it->hdr_len;
-            }
-            if (it->data_len)
-                iov[k++] = (struct iovec){ (it->r ? it->r->buf : it->chunk->buf) + skip,
-                                           it->data_len - skip };
-            skip = 0;
-        }
-        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = k };
-        ssize_t n = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                peer_drop(p, strerror(errno));
-            break;
-        }
-        p->last_tx = now_ms();
-        size_t left = p->sq_off + n;
-        while (p->sq_count) {
-            struct sq_item *it = &p->sq[p->sq_head];
-            size_t sz = it->hdr_len + it->data_len;
-            if (left < sz)
-                break;
-            left -= sz;
-            p->sq_bytes -= sz;
-            if (it->r || it->chunk)
-                p->unacked++; /* each is answered by one ACK_WRITE */
-            if (it->r) {
-                p->sent_reqs++;
-                p->sent_bytes += it->data_len;
-            }
-            if (it->chunk)
-                resync_chunk_done(it->chunk, true);
-            unqueue(p, it->r);
-            p->sq_head = (p->sq_head + 1) % SQ_MAX;
-            p->sq_count--;
-        }
-        p->sq_off = left;
-        if (p->sq_count)
-            break; /* the socket is full: EPOLLOUT tells us when to go on */
+    if (frame(p, type, flags, seq, P.epoch, extra, extra_len, data, data_len, done, arg) < 0) {
+        peer_drop(p, "too far behind (send queue full)");
+        return false;
     }
-    uint32_t ev = EPOLLIN | (p->sq_count ? EPOLLOUT : 0);
-    if (p->st >= PC_HELLO && ev != p->events) {
-        loop_mod(p->fd, ev, &p->h);
-        p->events = ev;
-    }
+    return true;
 }
 
 /* ---- the stream ---- */
@@ -239,26 +188,23 @@ static void peer_send(struct peer *p)
 static bool queue_to(struct peer *p, struct nm_req *r, uint8_t type, uint16_t flags,
                      const uint8_t *extra, uint8_t extra_len, uint32_t data_len)
 {
-    struct sq_item *it;
-    if ((p->sq_count && p->sq_bytes + data_len > SQ_BYTES_MAX) || !(it = sq_push(p))) {
+    /* too far behind, too: SQ_BYTES_MAX bytes queued (one maximum
+     * request always fits an empty queue) */
+    uint64_t queued = stream_queued_bytes(p->s);
+    if (queued && queued + data_len > SQ_BYTES_MAX) {
         peer_drop(p, "too far behind (send queue full)");
         return false;
     }
-    frame(p, it, type, flags, r ? r->seq : 0, P.epoch, extra, extra_len, data_len);
-    it->r = r;
-    if (r)
-        req_hold_buf(r, p->idx);
+    if (!frame_or_drop(p, type, flags, r->seq, extra, extra_len, r->buf, data_len,
+                       req_frame_done, r))
+        return false;
+    req_hold_buf(r, p->idx); /* until req_frame_done */
     return true;
 }
 
 static void barrier_to(struct peer *p, struct nm_req *r)
 {
-    struct sq_item *it = sq_push(p);
-    if (!it) {
-        peer_drop(p, "too far behind (send queue full)");
-        return;
-    }
-    frame(p, it, RT_BARRIER, 0, r ? r->seq : ++P.seq, P.epoch, NULL, 0, 0);
+    frame_or_drop(p, RT_BARRIER, 0, r ? r->seq : ++P.seq, NULL, 0, NULL, 0, NULL, NULL);
 }
 
 static void stream_submit(struct nm_req *r)
@@ -373,8 +319,7 @@ static void peer_failed(struct peer *p, const char *what, int err)
     peer_drop(p, NULL);
     p->failed = p->missed = true;
     p->peer_disk = DS_FAILED;
-    p->backoff = RETRY_MAX_MS;
-    p->next_try = now_ms() + RETRY_MAX_MS;
+    dialer_slow(&p->dialer, now_ms());
 }
 
 static void on_ack(struct peer *p, const struct repl_hdr *h)
@@ -404,7 +349,7 @@ static void on_ack(struct peer *p, const struct repl_hdr *h)
         uint64_t ms = now_ms() - p->rs.start_ms + 1;
         resync_abort(&p->rs); /* finished: nothing is locked any more */
         p->missed = p->failed = false;
-        p->backoff = 100;
+        dialer_reset(&p->dialer);
         p->peer_disk = DS_UPTODATE;
         log_info("peer %s: full sync done, %llu MiB in %.1f s (%.0f MiB/s); UpToDate", p->addr,
                  (unsigned long long)(p->rs.sent >> 20), ms / 1000.0,
@@ -449,7 +394,7 @@ static void peer_hello(struct peer *p, const struct repl_hdr *h, const uint8_t *
     }
     p->st = PC_UP;
     if (!p->failed)
-        p->backoff = 100;
+        dialer_reset(&p->dialer); /* a failed disk is redialled slowly */
     p->peer_disk = p->missed ? DS_OUTDATED : (enum disk_state)p->remote.disk_state;
     log_info("peer %s: connected (protocol %c, its disk %s%s)", p->addr, P.cfg.protocol,
              disk_state_name(p->peer_disk), p->missed ? ": it missed writes" : "");
@@ -457,75 +402,30 @@ static void peer_hello(struct peer *p, const struct repl_hdr *h, const uint8_t *
         sync_start(p);
 }
 
-static void peer_read(struct peer *p)
+/* One frame from a secondary: the handshake, then acknowledgements. */
+static void peer_frame(struct peer *p, const struct repl_hdr *h, const uint8_t *pay)
 {
-    for (;;) {
-        ssize_t n = recv(p->fd, p->in + p->in_len, sizeof p->in - p->in_len, MSG_DONTWAIT);
-        if (n == 0) {
-            peer_drop(p, "connection closed");
-            return;
-        }
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                peer_drop(p, strerror(errno));
-            return;
-        }
-        p->in_len += n;
-        p->last_rx = now_ms();
-        uint32_t off = 0;
-        while (p->in_len - off >= REPL_HDR) {
-            struct repl_hdr h;
-            const char *why;
-            if (repl_decode_hdr(p->in + off, &h, &why) < 0) {
-                peer_drop(p, why);
-                return;
-            }
-            if (p->in_len - off < REPL_HDR + h.len)
-                break;
-            if (p->st == PC_HELLO) {
-                peer_hello(p, &h, p->in + off + REPL_HDR);
-                if (p->st != PC_UP)
-                    return;
-            } else if (h.type == RT_ACK_RECV || h.type == RT_ACK_WRITE ||
-                       h.type == RT_BARRIER_ACK) {
-                on_ack(p, &h);
-                if (p->st != PC_UP)
-                    return; /* dropped: its buffer is gone */
-            } else if (h.type != RT_PONG) {
-                peer_drop(p, "unexpected frame from a secondary");
-                return;
-            }
-            off += REPL_HDR + h.len;
-        }
-        memmove(p->in, p->in + off, p->in_len - off);
-        p->in_len -= off;
-        if ((size_t)n < sizeof p->in)
-            return;
-    }
+    const char *why;
+    if (repl_frame_dispatch(ROLE_PRIMARY, p, h, pay, &why) < 0 && p->st != PC_IDLE)
+        peer_drop(p, why); /* a frame no secondary may send */
 }
 
-static void on_peer(struct handler *h, uint32_t ev)
+/* The stream's parser: one whole frame from the staged bytes. */
+static size_t peer_data(struct stream *s, uint8_t *b, size_t len)
 {
-    struct peer *p = (struct peer *)h;
+    struct peer *p = s->arg;
+    struct repl_hdr h;
+    const char *why = "unexpected frame from a secondary";
+    int r = repl_frame_start(b, len, &h, &why);
 
-    if (p->st == PC_CONNECTING) {
-        int err = 0;
-        socklen_t el = sizeof err;
-        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err) {
-            peer_drop(p, NULL); /* down: retried with backoff */
-            return;
-        }
-        p->st = PC_HELLO;
-        p->last_rx = now_ms();
-        send_hello(p);
-        if (p->st == PC_IDLE)
-            return;
+    if (r < 0 || (r > 0 && REPL_HDR + h.len > IN_CAP)) {
+        peer_drop(p, why);
+        return 0;
     }
-    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
-        peer_read(p);
-    if (p->st >= PC_HELLO && (ev & EPOLLOUT))
-        peer_send(p);
+    if (r == 0 || len < REPL_HDR + h.len)
+        return 0;
+    peer_frame(p, &h, b + REPL_HDR); /* if it drops p, b is gone: the layer stops */
+    return REPL_HDR + h.len;
 }
 
 static void send_hello(struct peer *p)
@@ -539,72 +439,83 @@ static void send_hello(struct peer *p)
 
     repl_encode_hdr(buf, &h);
     repl_encode_hello(buf + REPL_HDR, &hi);
-    /* the first bytes on a fresh socket: they fit its buffer */
-    if (send(p->fd, buf, sizeof buf, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof buf)
+    if (stream_write(p->s, buf, sizeof buf) < 0)
         peer_drop(p, "cannot send HELLO");
 }
 
+static void peer_connected(struct stream *s)
+{
+    struct peer *p = s->arg;
+
+    p->st = PC_HELLO;
+    send_hello(p);
+}
+
+static void peer_closed(struct stream *s, const char *why)
+{
+    struct peer *p = s->arg;
+
+    if (p->s == s) /* closed by the layer (by the peer, an error), not by peer_drop */
+        peer_drop(p, s->connecting ? NULL /* down: retried with backoff */
+                     : why == STREAM_EOF ? "connection closed" : why);
+    loop_free_later(s);
+}
+
+static const struct stream_ops peer_ops = { .on_data = peer_data, .on_connected = peer_connected,
+                                            .on_close = peer_closed };
+
 static void peer_attach(struct peer *p, int fd, bool connecting)
 {
-    p->fd = fd;
-    p->st = connecting ? PC_CONNECTING : PC_HELLO;
-    p->in_len = 0;
-    p->last_rx = p->last_tx = p->born = now_ms();
-    p->h.fn = on_peer;
-    if (!p->sq && !(p->sq = calloc(SQ_MAX, sizeof *p->sq))) {
+    struct stream *s = malloc(sizeof *s);
+    int r = -ENOMEM;
+
+    if (!s)
         close(fd);
-        p->st = PC_IDLE;
-        return;
-    }
-    p->events = EPOLLIN | EPOLLOUT;
-    if (loop_add(fd, p->events, &p->h) < 0) {
-        log_warn("peer %s: %s", p->addr, strerror(errno));
-        close(fd);
-        p->st = PC_IDLE;
-        p->next_try = now_ms() + p->backoff;
+    else if ((r = stream_init(s, fd, p->addr, &peer_ops, p, IN_CAP, SQ_MAX, 0, connecting)) < 0)
+        free(s);
+    if (r < 0) {
+        log_warn("peer %s: %s", p->addr, strerror(-r));
+        dialer_lost(&p->dialer, now_ms());
         if (!p->dial)
             p->used = false;
         return;
     }
+    p->s = s;
+    p->st = connecting ? PC_CONNECTING : PC_HELLO;
+    p->born = now_ms();
     if (!connecting)
         send_hello(p);
 }
 
-static void on_listen(struct handler *h, uint32_t ev)
+static void on_accept(struct listener *ls, int fd, const char *peer)
 {
-    (void)h, (void)ev;
-    for (;;) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(P.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return;
-        struct peer *p = NULL, *oldest = NULL;
-        for (int i = 0; i < REPL_MAX_PEERS && !p; i++) {
-            struct peer *q = &P.peers[i];
-            if (!q->used)
-                p = q;
-            else if (!q->dial && q->st == PC_HELLO && (!oldest || q->born < oldest->born))
-                oldest = q;
-        }
-        if (!p && oldest) {
-            /* full: whoever has been silent in its handshake longest makes
-             * room, so idle strangers cannot lock the real peers out */
-            peer_drop(oldest, "handshake not completed; its place is needed");
-            p = oldest->used ? NULL : oldest;
-        }
-        if (!p) {
-            close(fd);
-            continue;
-        }
-        memset(&p->remote, 0, sizeof p->remote);
-        p->used = true;
-        p->dial = false;
-        p->backoff = 100;
-        p->missed = false;
-        net_peer_name(&ss, p->addr, sizeof p->addr);
-        peer_attach(p, fd, false);
+    struct peer *p = NULL, *oldest = NULL;
+
+    (void)ls;
+    for (int i = 0; i < REPL_MAX_PEERS && !p; i++) {
+        struct peer *q = &P.peers[i];
+        if (!q->used)
+            p = q;
+        else if (!q->dial && q->st == PC_HELLO && (!oldest || q->born < oldest->born))
+            oldest = q;
     }
+    if (!p && oldest) {
+        /* full: whoever has been silent in its handshake longest makes
+         * room, so idle strangers cannot lock the real peers out */
+        peer_drop(oldest, "handshake not completed; its place is needed");
+        p = oldest->used ? NULL : oldest;
+    }
+    if (!p) {
+        close(fd);
+        return;
+    }
+    memset(&p->remote, 0, sizeof p->remote);
+    p->used = true;
+    p->dial = false;
+    p->missed = false;
+    dialer_init(&p->dialer);
+    snprintf(p->addr, sizeof p->addr, "%s", peer);
+    peer_attach(p, fd, false);
 }
 
 int repl_primary_start(const struct repl_node *self, const struct repl_primary_config *cfg)
@@ -627,17 +538,11 @@ int repl_primary_start(const struct repl_node *self, const struct repl_primary_c
     for (int i = 0; i < cfg->npeers && i < REPL_MAX_PEERS; i++) {
         struct peer *p = &P.peers[i];
         p->used = p->dial = true;
-        p->backoff = 100;
+        dialer_init(&p->dialer);
         snprintf(p->addr, sizeof p->addr, "%s", cfg->peers[i]);
     }
-    if (cfg->listen) {
-        P.lfd = net_listen(cfg->listen);
-        if (P.lfd < 0)
-            return P.lfd;
-        P.h_listen.fn = on_listen;
-        if (loop_add(P.lfd, EPOLLIN, &P.h_listen) < 0)
-            return -errno;
-    }
+    if (cfg->listen)
+        return listener_open(&P.ls, cfg->listen, on_accept, NULL);
     return 0;
 }
 
@@ -660,20 +565,18 @@ void primary_tick(void)
         struct peer *p = &P.peers[i];
         if (!p->used)
             continue;
-        if (p->st == PC_IDLE && p->dial && now >= p->next_try && !connected_elsewhere(p)) {
-            int fd = net_connect(p->addr);
-            if (fd >= 0) {
+        if (p->st == PC_IDLE && p->dial && dialer_due(&p->dialer, now) &&
+            !connected_elsewhere(p)) {
+            int fd = dialer_connect(&p->dialer, p->addr, now);
+            if (fd >= 0)
                 peer_attach(p, fd, true); /* HELLO goes once connected */
-            } else {
-                p->next_try = now + p->backoff;
-            }
             continue;
         }
         if (p->st == PC_IDLE)
             continue;
         /* silence while something is owed means the peer is gone */
-        bool owed = p->waiting || p->sq_count || p->st != PC_UP;
-        if (owed && now - p->last_rx > P.cfg.timeout_ms) {
+        bool owed = p->waiting || stream_queued(p->s) || p->st != PC_UP;
+        if (owed && now - p->s->last_rx > P.cfg.timeout_ms) {
             peer_drop(p, "no answer within the timeout");
             continue;
         }
@@ -681,13 +584,11 @@ void primary_tick(void)
             peer_drop(p, "no HELLO within 5 s");
             continue;
         }
-        if (p->st == PC_UP && now - p->last_tx > P.cfg.timeout_ms / 4 && !p->sq_count) {
-            frame(p, sq_push(p), RT_PING, 0, 0, 0, NULL, 0, 0);
-        }
+        if (p->st == PC_UP && now - p->s->last_tx > P.cfg.timeout_ms / 4 &&
+            !stream_queued(p->s))
+            frame(p, RT_PING, 0, 0, 0, NULL, 0, NULL, 0, NULL, NULL);
         if (p->st == PC_UP)
             resync_step(&p->rs, now);
-        if (p->sq_count)
-            peer_send(p);
     }
     if (resync_unlocked()) {
         struct nm_req *list = P.held;
@@ -700,7 +601,7 @@ void primary_tick(void)
     }
 }
 
-bool primary_busy(void) { return false; /* sends happen in primary_tick every turn */ }
+bool primary_busy(void) { return false; /* the main loop flushes the streams every turn */ }
 
 int primary_status(struct peer_status *out, int max)
 {
@@ -747,12 +648,10 @@ void primary_stop_begin(void)
         struct peer *p = &P.peers[i];
         if (!p->used || p->st != PC_UP || p->rs.active || p->missed)
             continue;
-        struct sq_item *it = sq_push(p);
-        if (!it)
+        if (frame(p, RT_BARRIER, RF_CLEAN, P.seq + 1, P.epoch, NULL, 0, NULL, 0, NULL, NULL) < 0)
             continue;
         p->clean_seq = ++P.seq;
-        frame(p, it, RT_BARRIER, RF_CLEAN, p->clean_seq, P.epoch, NULL, 0, 0);
-        peer_send(p);
+        stream_flush(p->s);
     }
 }
 
@@ -771,31 +670,24 @@ void primary_stop(void)
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct peer *p = &P.peers[i];
         if (p->used && p->st != PC_IDLE) {
-            peer_send(p); /* a last try to hand over what is queued */
-            loop_del(p->fd);
-            close(p->fd);
+            struct stream *s = p->s;
             p->st = PC_IDLE;
+            p->s = NULL;
+            stream_flush(s); /* a last try to hand over what is queued */
+            stream_close(s, NULL);
         }
     }
-    if (P.lfd >= 0) {
-        loop_del(P.lfd);
-        close(P.lfd);
-        P.lfd = -1;
-    }
+    listener_close(&P.ls);
 }
 
 /* ---- full sync (src/resync/ runs it; these hand its chunks to a peer) ---- */
 
 static void sync_start(struct peer *p)
 {
-    struct sq_item *it = sq_push(p);
-    if (!it) {
-        peer_drop(p, "too far behind (send queue full)");
-        return;
-    }
-    p->peer_disk = DS_INCONSISTENT;
     /* the peer records Inconsistent before the first chunk lands */
-    frame(p, it, RT_BARRIER, RF_SYNC_START, ++P.seq, P.epoch, NULL, 0, 0);
+    if (!frame_or_drop(p, RT_BARRIER, RF_SYNC_START, ++P.seq, NULL, 0, NULL, 0, NULL, NULL))
+        return;
+    p->peer_disk = DS_INCONSISTENT;
     resync_begin(&p->rs, p);
     log_info("peer %s: full sync of %llu MiB starts (SyncSource)", p->addr,
              (unsigned long long)(P.self.data_size >> 20));
@@ -830,28 +722,21 @@ static bool queue_chunk(void *peer, struct resync_chunk *c)
 {
     struct peer *p = peer;
     uint8_t extra[8];
-    struct sq_item *it;
 
     if (p->st != PC_UP)
         return false;
-    if (!(it = sq_push(p))) {
-        peer_drop(p, "too far behind (send queue full)");
-        return false;
-    }
     put_be64(extra, c->off);
-    frame(p, it, RT_WRITE, RF_RESYNC, ++P.seq, P.epoch, extra, 8, c->len);
-    it->chunk = c;
-    return true;
+    return frame_or_drop(p, RT_WRITE, RF_RESYNC, ++P.seq, extra, 8, c->buf, c->len,
+                         chunk_frame_done, c);
 }
 
 static uint64_t queue_done(void *peer)
 {
     struct peer *p = peer;
-    struct sq_item *it = p->st == PC_UP ? sq_push(p) : NULL;
-    if (!it)
+    if (p->st != PC_UP ||
+        frame(p, RT_BARRIER, RF_SYNC_DONE, P.seq + 1, P.epoch, NULL, 0, NULL, 0, NULL, NULL) < 0)
         return 0; /* tried again next turn */
-    frame(p, it, RT_BARRIER, RF_SYNC_DONE, ++P.seq, P.epoch, NULL, 0, 0);
-    return P.seq;
+    return ++P.seq;
 }
 
 static void sync_failed(void *peer, const char *why) { peer_drop(peer, why); }

@@ -507,11 +507,11 @@ static size_t link_data(struct stream *s, uint8_t *p, size_t len)
     struct link *l = s->arg;
     struct repl_hdr fh;
     const char *why;
+    int r = repl_frame_start(p, len, &fh, &why);
 
-    if (len < REPL_HDR)
-        return 0;
-    if (repl_decode_hdr(p, &fh, &why) < 0) {
-        link_kill(l, why);
+    if (r <= 0) {
+        if (r < 0)
+            link_kill(l, why);
         return 0;
     }
     uint32_t prefix = fh.type == RT_WRITE ? 8 : fh.len;

@@ -49,6 +49,13 @@ int repl_decode_hdr(const uint8_t *p, struct repl_hdr *h, const char **why)
     return 0;
 }
 
+int repl_frame_start(const uint8_t *p, size_t len, struct repl_hdr *h, const char **why)
+{
+    if (len < REPL_HDR)
+        return 0;
+    return repl_decode_hdr(p, h, why) < 0 ? -EPROTO : 1;
+}
+
 void repl_encode_hello(uint8_t *p, const struct repl_hello *h)
 {
     memset(p, 0, REPL_HELLO_SIZE);
