@@ -404,7 +404,8 @@ int stream_queue(struct stream *s, const void *hdr, unsigned hdr_len, const void
     if (s->q_count == s->q_cap)
         return -ENOBUFS;
     struct stream_item *it = &s->q[(s->q_head + s->q_count++) % s->q_cap];
-    memcpy(it->hdr, hdr, hdr_len);
+    if (hdr_len) /* hdr may be NULL then: memcpy must not see it */
+        memcpy(it->hdr, hdr, hdr_len);
     it->hdr_len = hdr_len;
     it->data = data;
     it->data_len = data_len;
