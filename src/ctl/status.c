@@ -103,6 +103,18 @@ static int pct_of(const void *base, const struct field *fl)
     return ((const struct status_peer *)base)->resync_percent;
 }
 
+/* resync_percent and resync_eta_s: null while no sync runs (the same in the
+ * record and in JSON). */
+static void put_sync_number(FILE *f, const void *base, const struct field *fl, const char *p)
+{
+    if (pct_of(base, fl) < 0)
+        fputs("null", f);
+    else if (fl->type == F_PCT)
+        fprintf(f, "%d", *(const int *)p);
+    else
+        fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p);
+}
+
 static void write_fields(FILE *f, const void *base, const struct field *fl, size_t n,
                          const char *first_key)
 {
@@ -118,16 +130,8 @@ static void write_fields(FILE *f, const void *base, const struct field *fl, size
                 fputc(*p, f);
             break;
         case F_PCT:
-            if (*(const int *)p < 0)
-                fputs("null", f);
-            else
-                fprintf(f, "%d", *(const int *)p);
-            break;
         case F_ETA:
-            if (pct_of(base, &fl[i]) < 0)
-                fputs("null", f);
-            else
-                fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p);
+            put_sync_number(f, base, &fl[i], p);
             break;
         }
         fputc('\n', f);
@@ -402,16 +406,8 @@ static void json_fields(FILE *f, const void *base, const struct field *fl, size_
         case F_BOOL: fputs(*(const bool *)p ? "true" : "false", f); break;
         case F_PROTO: fprintf(f, "\"%c\"", *p > ' ' && *p < 0x7f ? *p : '-'); break;
         case F_PCT:
-            if (*(const int *)p < 0)
-                fputs("null", f);
-            else
-                fprintf(f, "%d", *(const int *)p);
-            break;
         case F_ETA:
-            if (pct_of(base, &fl[i]) < 0)
-                fputs("null", f);
-            else
-                fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p);
+            put_sync_number(f, base, &fl[i], p);
             break;
         }
     }
