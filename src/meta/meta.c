@@ -17,7 +17,8 @@ uint64_t meta_bm_slot_bytes(uint64_t data_size)
 {
     /* no data_size + 4095: it would wrap for sizes near 2^64 */
     uint64_t bits = data_size / META_BM_BLOCK + (data_size % META_BM_BLOCK != 0);
-    return ROUND_UP((bits + 7) / 8, 4096);
+    uint64_t pages = bits / BM_PAGE_BITS + (bits % BM_PAGE_BITS != 0);
+    return (pages ? pages : 1) * META_SB_SIZE;
 }
 
 static uint64_t random_id(void)
@@ -43,7 +44,8 @@ int meta_plan(struct meta *m, uint64_t disk_size, bool internal)
     m->al_size = META_AL_SIZE;
     m->max_peers = META_MAX_PEERS;
     m->node_id = random_id();
-    m->current_gen = random_id();
+    m->current_gen = GEN_JUST_CREATED; /* no data anyone relies on yet */
+    m->al_extents = AL_DEFAULT;
     m->created = (uint64_t)time(NULL);
     if (internal) {
         /* Size the bitmaps for the whole disk: a little more than the data
@@ -87,6 +89,7 @@ enum {
     O_PEERNODE = O_PEERGEN + 8 * META_MAX_PEERS,
     O_CREATED = O_PEERNODE + 8 * META_MAX_PEERS,
     O_DSTATE = O_CREATED + 8, O_SEQ = O_DSTATE + 8, /* 4 bytes between: zero */
+    O_ALEXT = O_SEQ + 8, O_PSINCE = O_ALEXT + 8,   /* 4 bytes between: zero */
     O_CRC = META_SB_SIZE - 4,
 };
 
@@ -118,6 +121,8 @@ void meta_encode(const struct meta *m, uint8_t *sb)
     put_le64(sb + O_CREATED, m->created);
     put_le32(sb + O_DSTATE, m->disk_state);
     put_le64(sb + O_SEQ, m->seq);
+    put_le32(sb + O_ALEXT, m->al_extents);
+    put_le64(sb + O_PSINCE, m->primary_since);
     put_le32(sb + O_CRC, crc32c(0, sb, O_CRC));
 }
 
@@ -217,6 +222,8 @@ int meta_decode(struct meta *m, const uint8_t *sb, const char **why)
     m->created = get_le64(sb + O_CREATED);
     m->disk_state = get_le32(sb + O_DSTATE);
     m->seq = get_le64(sb + O_SEQ);
+    m->al_extents = get_le32(sb + O_ALEXT);
+    m->primary_since = get_le64(sb + O_PSINCE);
 
     /* A valid CRC with impossible contents means a bug or a forgery. */
     if (m->flags & ~META_F_KNOWN) {
@@ -225,6 +232,10 @@ int meta_decode(struct meta *m, const uint8_t *sb, const char **why)
     }
     if (m->disk_state > DS_UPTODATE) { /* DS_FAILED is never written */
         *why = "metadata is corrupt (unknown disk state)";
+        return -EBADMSG;
+    }
+    if (m->al_extents < AL_MIN || m->al_extents > AL_MAX) {
+        *why = "metadata is corrupt (activity log size out of range)";
         return -EBADMSG;
     }
     return check_layout(m, why);

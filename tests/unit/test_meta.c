@@ -17,24 +17,28 @@ static void test_plan(void)
     struct meta m;
     uint64_t gib = 1ULL << 30;
 
-    CHECK(meta_bm_slot_bytes(gib) == 32768);       /* 1 bit per 4 KiB */
-    CHECK(meta_bm_slot_bytes(4096) == 4096);       /* rounded up to 4 KiB */
-    CHECK(meta_bm_slot_bytes(gib + 4096) == 36864);
+    /* 1 bit per 4 KiB, 32704 bits per 4 KiB page: 262144 bits take 9 pages */
+    CHECK(meta_bm_slot_bytes(gib) == 9 * 4096);
+    CHECK(meta_bm_slot_bytes(4096) == 4096);       /* rounded up to a page */
+    CHECK(meta_bm_slot_bytes(32704ull * 4096) == 4096);
+    CHECK(meta_bm_slot_bytes(32704ull * 4096 + 1) == 8192);
     CHECK(meta_plan(&m, gib, true) == 0);
-    CHECK(m.meta_size == 2 * 4096 + 32768 + 31 * 32768);
-    CHECK(m.bm_offset == 0 && m.al_offset == 31 * 32768);
+    CHECK(m.meta_size == 2 * 4096 + 32768 + 31 * 36864);
+    CHECK(m.bm_offset == 0 && m.al_offset == 31 * 36864);
     CHECK(m.data_size == gib - m.meta_size);
     CHECK(m.data_size % 4096 == 0);
     CHECK(m.meta_offset + m.meta_size == gib);
     CHECK(m.node_id != 0 && m.current_gen != 0);
     CHECK(meta_plan(&m, gib, false) == 0 && m.data_size == gib && m.meta_offset == 0);
     CHECK(m.al_offset == 8192 && m.bm_offset == 8192 + 32768);
+    CHECK(m.current_gen == GEN_JUST_CREATED && m.al_extents == AL_DEFAULT);
     /* copy A ends the disk (internal) or starts the file (external) */
     CHECK(meta_sb_offset(gib + 1000, true, 0) == gib - 4096);
     CHECK(meta_sb_offset(gib, true, 1) == gib - 8192);
     CHECK(meta_sb_offset(gib, false, 0) == 0 && meta_sb_offset(gib, false, 1) == 4096);
     /* no wraparound in the bitmap size of a disk near 2^64 bytes */
-    CHECK(meta_bm_slot_bytes(UINT64_MAX) == (1ULL << 49));
+    uint64_t bits = (UINT64_MAX >> 12) + 1, pages = (bits + 32703) / 32704;
+    CHECK(meta_bm_slot_bytes(UINT64_MAX) == pages * 4096);
     CHECK(meta_plan(&m, 100 << 10, true) == -ENOSPC);
     /* a size that is not a multiple of 4 KiB: the tail is not used */
     CHECK(meta_plan(&m, gib + 1000, true) == 0 && m.meta_offset + m.meta_size == gib);
@@ -185,14 +189,25 @@ static void test_unknown_flags_and_version(void)
     meta_plan(&m, 1ULL << 30, true);
     m.flags |= META_F_SKIP_SYNC;
     CHECK(accepted(&m));
-    m.flags |= 1u << 2;
+    m.flags |= META_F_PRIMARY | META_F_FULL_SYNC;
+    CHECK(accepted(&m));
+    m.flags |= 1u << 4;
     CHECK(refused(&m, -EPROTONOSUPPORT, "flags"));
     m.flags = META_F_INTERNAL | 1u << 31;
     CHECK(refused(&m, -EPROTONOSUPPORT, "flags"));
-    /* version 1 (a single superblock) is not read as version 2 */
+    /* versions 1 (a single superblock) and 2 (bitmap pages without
+     * checksums) are not read as version 3 */
     meta_plan(&m, 1ULL << 30, true);
     m.version = 1;
     CHECK(refused(&m, -EPROTONOSUPPORT, "format version is not supported"));
+    m.version = 2;
+    CHECK(refused(&m, -EPROTONOSUPPORT, "format version is not supported"));
+    /* an activity log size out of range */
+    meta_plan(&m, 1ULL << 30, true);
+    m.al_extents = AL_MAX + 1;
+    CHECK(refused(&m, -EBADMSG, "activity log"));
+    m.al_extents = 0;
+    CHECK(refused(&m, -EBADMSG, "activity log"));
     /* a disk state that is never written */
     meta_plan(&m, 1ULL << 30, true);
     m.disk_state = DS_FAILED;
