@@ -10,7 +10,7 @@ LDFLAGS += -fsanitize=address,undefined
 BUILD   = build-san
 endif
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
-LDLIBS  = -luring -laio -lpthread
+LDLIBS  = -luring -laio -lpthread -lgnutls
 BUILD   ?= build
 
 SRCS    = $(wildcard src/*.c src/*/*.c)
@@ -20,7 +20,7 @@ UNITS   = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*.c))
 TOOLS   = $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 
 # Debian packages: to build, to test, and to benchmark against.
-DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev
+DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev libgnutls28-dev
 DEPS_TEST  = libnbd-bin nbdfuse python3-libnbd fio qemu-utils e2fsprogs fuse3 \
              util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3

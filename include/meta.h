@@ -122,6 +122,8 @@ int meta_load(int fd, uint64_t disk_size, bool internal, struct meta *m,
  * the newest valid state and makes it durable (fdatasync), so a torn save
  * leaves the other copy intact. On success m->sb_copy is the copy written. */
 int meta_save(int fd, struct meta *m);
+/* Writes buf at off and makes that range durable (RWF_DSYNC). 0 or -errno. */
+int meta_write_durable(int fd, const void *buf, size_t len, uint64_t off);
 
 /* ---- dirty bitmaps (src/meta/bitmap.c) ----
  * One bit per 4 KiB block of the data area. On disk a slot is a run of 4 KiB
@@ -197,6 +199,9 @@ struct al {
     uint64_t done_gen;          /* transactions durable so far */
     bool changed;               /* the hot set differs from what is on disk */
     bool dropped;               /* extents were forgotten since the last encode */
+    uint32_t *gone;             /* ... which ones (their bitmap pages must be on
+                                 * disk before the transaction that forgets them) */
+    unsigned ngone;
     uint64_t transitions;       /* extents made hot since start (status) */
 };
 int al_init(struct al *a, unsigned cap);

@@ -147,6 +147,12 @@ int nbd_server_start(const struct nbd_export *exp, int listen_fd);
 /* Stop accepting; answer new requests with ESHUTDOWN; flush; close clients. */
 void nbd_server_shutdown(void);
 bool nbd_server_done(void);   /* true once everything is flushed and closed */
+/* A demote: requests on connections that may write fail with ESHUTDOWN, and
+ * those connections close once their requests are answered (read-only ones
+ * stay). quiesced: they are all gone. resume: writable ones may come again. */
+void nbd_server_quiesce(void);
+bool nbd_server_quiesced(void);
+void nbd_server_resume(void);
 void nbd_server_tick(void);   /* once per loop turn, after io_run: sends, resumes, timers */
 bool nbd_server_busy(void);   /* work waits for the next turn: do not sleep */
 const struct nbd_stats *nbd_server_stats(void);

@@ -58,8 +58,12 @@ struct req_stream {
     bool (*may_start)(struct nm_req *r);
     /* stream r to the peers: sets r->seq, calls req_wait_peer/req_hold_buf */
     void (*submit)(struct nm_req *r);
-    /* r was streamed (r->seq) and is done on the local disk (err: failed) */
+    /* r is done on the local disk (err: failed); r->seq is 0 if it was
+     * never streamed (a trim that trimmed nothing, a failed fast zero) */
     void (*local_done)(struct nm_req *r, int err);
+    /* r leaves before it was submitted (its client is gone): drop what
+     * may_start took for it */
+    void (*cancel)(struct nm_req *r);
 };
 
 struct nm_req {
@@ -89,6 +93,8 @@ struct nm_req {
     uint32_t epoch;
     uint64_t stream_off;   /* the range streamed: a trim's is what the local */
     uint32_t stream_len;   /* disk really trimmed (0: nothing to stream) */
+    uint8_t stream_flags;  /* the stream's own (0 at req_init) */
+    uint64_t stream_pos;   /* the stream's own: where it keeps track of r */
 
     /* lifecycle state (src/req/request.c): references as bits */
     uint32_t wait_peers;   /* peers whose acknowledgement completion waits for */
@@ -114,8 +120,9 @@ enum req_event {
 void req_set_stream(const struct req_stream *s);
 /* Fresh lifecycle state for a request the owner filled in. */
 void req_init(struct nm_req *r, const struct req_owner *owner);
-/* Start it: it may wait (a sync copies its range, an overlapping write is in
- * flight) and then runs owner->io; streamed writes go to the peers first. */
+/* Start it: it may wait (an overlapping write is in flight; then the stream
+ * may hold it: a sync copies its range, its extent is not in the activity
+ * log yet) and then runs owner->io; streamed writes go to the peers first. */
 void req_submit(struct nm_req *r);
 /* Fail it before any I/O (a bad request): complete() runs with err. */
 void req_fail(struct nm_req *r, int err);

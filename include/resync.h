@@ -1,10 +1,19 @@
-/* Resync: bringing a peer's disk level with ours while clients write. For
- * now the full sync: a cursor walks the data area in 1 MiB chunks, at most
- * two in flight per peer. A chunk is locked (client writes to it wait, see
- * resync_locked), read once the local writes already under way there are
- * done (resync_write_begin/end), and handed to the peer's ordered stream,
- * then unlocked. So the peer never overwrites a client write with older
- * sync data. The bitmap resync will walk dirty bits instead of a cursor. */
+/* Resync: bringing a peer's disk level with ours while clients write.
+ *
+ * The source walks the peer's dirty bitmap (a full sync is the same walk
+ * with every bit set) and coalesces runs of set bits into chunks of up to
+ * 1 MiB. A chunk is locked (client writes to it wait, see resync_locked),
+ * read once the local writes already under way there are done
+ * (resync_write_begin/end), and handed to the peer's ordered stream, then
+ * unlocked: so the peer never overwrites a client write with older data.
+ * A chunk's bits are cleared when the peer acknowledges it (resync_acked);
+ * if the link drops first, the transfer log sets them again.
+ *
+ * Checksum resync (RK_CSUM): instead of the data, the source asks the peer
+ * for a hash of every block of the chunk, keeps the chunk locked until the
+ * answer, and sends only the blocks that differ. Online verify (RK_VERIFY)
+ * walks every block, compares hashes only, and marks those that differ in
+ * the bitmap. */
 #ifndef NM_RESYNC_H
 #define NM_RESYNC_H
 
@@ -12,9 +21,14 @@
 #include <stdint.h>
 
 #include "io.h"
+#include "meta.h"
 
 #define RESYNC_CHUNK (1u << 20)
-#define RESYNC_CHUNKS 2 /* in flight per peer: a sync yields to client I/O */
+#define RESYNC_CHUNKS 64             /* chunks per peer at once */
+#define RESYNC_INFLIGHT (8u << 20)   /* bytes per peer read or queued at once */
+#define RESYNC_YIELD (1u << 20)      /* ... while clients write */
+
+enum resync_kind { RK_BITMAP, RK_FULL, RK_CSUM, RK_VERIFY };
 
 struct resync;
 struct resync_chunk {
@@ -22,15 +36,26 @@ struct resync_chunk {
     struct resync *rs;
     uint64_t off;
     uint32_t len, gen;
-    uint8_t *buf;       /* the payload to send: released by resync_chunk_done */
-    enum { CK_FREE, CK_LOCKED, CK_READING, CK_QUEUED } st;
+    uint8_t *buf;       /* our data */
+    uint8_t *hash;      /* checksum and verify: our hashes, REPL_HASH per block */
+    uint64_t seq;       /* checksum and verify: the request, for its answer */
+    unsigned frames;    /* data frames still pointing at buf */
+    enum { CK_FREE, CK_LOCKED, CK_READING, CK_HASH_WAIT, CK_VERIFY_WAIT, CK_QUEUED } st;
 };
 
-/* One peer's sync, embedded in the primary's peer. */
+/* One peer's sync or verify, embedded in the peer. */
 struct resync {
     bool active;
-    uint64_t cursor, sent, start_ms, done_seq;
+    enum resync_kind kind;
+    struct bitmap *bm;      /* the peer's bitmap: walked, cleared, or marked */
+    uint64_t cursor;        /* next block to look at */
+    uint64_t total;         /* bytes to sync when it began (verify: the data size) */
+    uint64_t sent, skipped; /* bytes of data sent; bytes found equal by hash */
+    uint64_t mismatched;    /* verify: bytes found different */
+    uint64_t unacked;       /* bytes sent, not yet acknowledged */
+    uint64_t start_ms, done_seq, queued_at;
     uint32_t gen;
+    unsigned inflight;      /* bytes of chunks not free */
     void *peer;
     struct resync_chunk chunks[RESYNC_CHUNKS];
 };
@@ -41,19 +66,32 @@ struct resync_env {
     uint64_t rate;           /* bytes/s; 0 = no cap */
     struct disk *dev;
     struct io_engine *io;
-    /* queue chunk c in the peer's stream; false: the peer is gone */
-    bool (*queue_chunk)(void *peer, struct resync_chunk *c);
-    /* queue the barrier that ends the sync; its sequence number, 0 if gone */
+    /* queue [off, off + len) of chunk c's data as one frame; false: the
+     * peer is gone. resync_frame_done follows for each one queued. */
+    bool (*queue_data)(void *peer, struct resync_chunk *c, uint64_t off, uint32_t len);
+    /* ask the peer for hashes of chunk c (sets c->seq); false: gone */
+    bool (*queue_hash)(void *peer, struct resync_chunk *c, bool verify);
+    /* the controller: may bytes more be queued to the peer now? */
+    bool (*may_queue)(void *peer, uint32_t bytes);
+    /* queue the barrier that ends a sync; its sequence number, 0 if gone */
     uint64_t (*queue_done)(void *peer);
-    void (*failed)(void *peer, const char *why); /* drop the peer */
+    void (*verified)(void *peer);                 /* a verify walked everything */
+    void (*failed)(void *peer, const char *why);  /* drop the peer */
 };
 
 int resync_init(const struct resync_env *env);
-void resync_begin(struct resync *rs, void *peer);
+void resync_begin(struct resync *rs, void *peer, enum resync_kind kind, struct bitmap *bm);
 void resync_step(struct resync *rs, uint64_t now_ms);
 void resync_abort(struct resync *rs);
-/* The chunk left the send queue: sent (counts) or discarded. */
-void resync_chunk_done(struct resync_chunk *c, bool sent);
+/* Chunks still in the io engine or a send queue (the struct must stay). */
+bool resync_busy(const struct resync *rs);
+/* A data frame of chunk c left the send queue: sent (counts) or discarded. */
+void resync_frame_done(struct resync_chunk *c, bool sent);
+/* The peer has [off, off + len) on its disk. */
+void resync_acked(struct resync *rs, uint64_t off, uint32_t len);
+/* The peer's hashes for the request seq: 0, or -1 if they do not fit it. */
+int resync_hashes(struct resync *rs, uint64_t seq, uint64_t off, uint32_t len,
+                  const uint8_t *hashes);
 /* A client write to [off, off+len) must wait: a sync is copying it. */
 bool resync_locked(uint64_t off, uint32_t len);
 /* Local client writes in flight, so a chunk is read only after them. */

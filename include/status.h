@@ -34,18 +34,22 @@
  * owns everything it shows */
 struct status_peer {
     char address[128];
-    char connection[32], replication[32], peer_disk[32];
+    char connection[32], replication[32], peer_disk[32], peer_role[16];
     char protocol;           /* 0: none yet */
     uint64_t sent_bytes, acked_bytes, received_bytes, sent_requests, acked_requests;
     uint64_t trimmed_bytes, zeroed_bytes;
-    char last_error[128];    /* "" if none */
+    char last_error[160];    /* "" if none */
     uint64_t inflight, out_of_sync_bytes;
     uint64_t resync_sent_bytes, resync_eta_s, resync_bytes_per_s;
     int resync_percent;      /* -1: no sync running */
+    char last_resync_reason[32]; /* the last resync or verify that ended; "" none */
+    uint64_t last_resync_bytes, last_resync_ms, last_resync_skipped_bytes;
+    uint64_t verify_mismatch_bytes;
 };
 
 struct node_status {
     char role[16], disk[16];
+    char generation[17];     /* the current generation id, hex ("" standalone) */
     char device[4096];
     char export_name[4097];  /* NBD_MAX_NAME + 1 */
     uint64_t size;

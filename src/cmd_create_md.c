@@ -101,8 +101,11 @@ int cmd_create_md(int argc, char **argv)
     }
     m.disk_state = DS_INCONSISTENT; /* a first full sync decides its content */
     if (skip_sync) {
+        /* every node made this way holds the same (zeroed) data and says
+         * so with the same id: they start equal, no sync */
         m.flags |= META_F_SKIP_SYNC;
         m.disk_state = DS_UPTODATE;
+        m.current_gen = GEN_SKIP_SYNC;
     }
     r = meta_create(mfd, &m);
     if (r < 0) {

@@ -22,6 +22,14 @@
 #include "repl.h"
 #include "status.h"
 
+/* A secondary's export answers reads only while its disk is consistent: a
+ * disk mid-sync (or that failed a write) holds a mix of old and new blocks. */
+static bool secondary_readable(void)
+{
+    enum disk_state d = repl_local_disk();
+    return d == DS_UPTODATE || d == DS_OUTDATED;
+}
+
 static const char usage[] =
     "Usage: nbdmirror serve DISK --nbd unix:PATH|HOST:PORT [options]\n"
     "       nbdmirror serve DISK --role primary --nbd ADDRESS --peer HOST:PORT... [options]\n"
@@ -31,14 +39,24 @@ static const char usage[] =
     "to NBD clients, and as a primary stream every write to the secondaries.\n"
     "Runs in the foreground; SIGTERM or SIGINT stops it cleanly.\n"
     "\n"
-    "  --role primary|secondary  replicate (default: standalone, no peers)\n"
+    "  --role primary|secondary  replicate, starting in this role (default:\n"
+    "                         standalone, no peers); 'nbdmirror promote' and\n"
+    "                         'demote' change it while serve runs\n"
+    "  --force                start as primary although the disk is not UpToDate\n"
+    "                         (it becomes the reference: see nbdmirror(8))\n"
     "  --peer HOST:PORT       a node to connect to (repeat for more, up to 31)\n"
     "  --listen HOST:PORT     accept replication connections here\n"
     "  --protocol A|B|C       when a write is acknowledged (primary; default C):\n"
     "                         A local disk + queued, B + peers received it,\n"
     "                         C + peers' disks have it\n"
     "  --timeout SECONDS      a peer silent this long is dropped (default 5)\n"
-    "  --resync-rate BYTES/s  cap on full-sync traffic, e.g. 50M (default: none)\n"
+    "  --resync-rate BYTES/s  cap on resync traffic, e.g. 50M (default: none)\n"
+    "  --resync-csums         resync by checksum: only blocks whose hashes differ move\n"
+    "  --no-resync-control    resync at full speed even while clients write\n"
+    "  --al-extents N         activity log: 4 MiB extents kept hot (64-4088,\n"
+    "                         default 1016, about 4 GiB)\n"
+    "  --after-sb-0pri POLICY split brain with no primary: disconnect (default),\n"
+    "                         discard-zero-changes, discard-younger-primary\n"
     "  --nbd unix:PATH|HOST:PORT  where clients connect (e.g. unix:/run/nbd.sock,\n"
     "                         0.0.0.0:10809, [::1]:10809)\n"
     "  --meta FILE            external metadata (as given to create-md)\n"
@@ -55,10 +73,11 @@ static struct {
     char *peers[REPL_MAX_PEERS];
     int npeers;
     char protocol;
-    unsigned timeout_ms;
+    unsigned timeout_ms, al_extents;
     uint64_t resync_rate;
     int meta_fd;
-    bool read_only, export_ro, direct, stopping;
+    uint8_t after_sb_0pri;
+    bool read_only, export_ro, direct, stopping, force, resync_csums, no_resync_control;
     struct disk disk;
     struct meta meta;
     struct nbd_export exp;
@@ -67,17 +86,37 @@ static struct {
     uint64_t started;
 } S;
 
-static const char *role_name(void) { return S.role ? S.role : "standalone"; }
+static const char *role_name(void)
+{
+    return !S.role ? "standalone" : repl_is_primary() ? "primary" : "secondary";
+}
+
+#define SECONDARY_DESC "secondary's disk (read-only replication target)"
+
+/* The node's role changed: the export follows (new clients see it; those
+ * connected before keep what they were told). */
+static void role_changed(bool primary)
+{
+    S.exp.read_only = S.read_only || !primary;
+    S.exp.description = primary ? NULL : SECONDARY_DESC;
+    S.exp.readable = primary ? NULL : secondary_readable;
+    S.export_ro = S.exp.read_only;
+    if (S.nbd)
+        nbd_server_resume();
+}
+
+static void quiesce(void)
+{
+    S.exp.read_only = true; /* clients arriving during the demote: read-only */
+    S.export_ro = true;
+    if (S.nbd)
+        nbd_server_quiesce();
+}
+
+static bool quiesced(void) { return !S.nbd || nbd_server_quiesced(); }
 
 static const char *disk_name(void) { return disk_state_name(repl_local_disk()); }
 
-/* A secondary's export answers reads only while its disk is consistent: a
- * disk mid-sync (or that failed a write) holds a mix of old and new blocks. */
-static bool secondary_readable(void)
-{
-    enum disk_state d = repl_local_disk();
-    return d == DS_UPTODATE || d == DS_OUTDATED;
-}
 
 /* The node's state, gathered once; `nbdmirror status` renders it. */
 static void fill_status(struct node_status *st)
@@ -88,6 +127,9 @@ static void fill_status(struct node_status *st)
     memset(st, 0, sizeof *st);
     snprintf(st->role, sizeof st->role, "%s", role_name());
     snprintf(st->disk, sizeof st->disk, "%s", disk_name());
+    if (S.role)
+        snprintf(st->generation, sizeof st->generation, "%016llx",
+                 (unsigned long long)repl_current_gen());
     snprintf(st->device, sizeof st->device, "%s", S.disk_path);
     snprintf(st->export_name, sizeof st->export_name, "%s", S.name);
     st->size = S.meta.data_size;
@@ -111,7 +153,49 @@ static void fill_status(struct node_status *st)
         status_peer_from(&st->peers[i], &ps[i]);
 }
 
-/* The control socket's one command: "get" answers the status record. */
+static void demote_done(void *arg, int rc, const char *msg)
+{
+    char line[256];
+    if (rc < 0) /* still primary: writable again */
+        role_changed(true);
+    snprintf(line, sizeof line, "%s: %s\n", rc < 0 ? "error" : "ok", msg);
+    ctl_reply((ctl_ticket)(uintptr_t)arg, line);
+}
+
+/* A command that acts on the node: one line back, "ok: ..." or "error: ...". */
+static void act(FILE *f, const char *cmd)
+{
+    char verb[32] = "", a1[160] = "", a2[160] = "", msg[256];
+    int rc, n = sscanf(cmd, "%31s %159s %159s", verb, a1, a2);
+    bool discard = !strcmp(a1, "--discard-my-data");
+    const char *peer = discard ? a2 : a1;
+
+    (void)n;
+    if (!strcmp(verb, "promote"))
+        rc = repl_promote(!strcmp(a1, "--force"), msg, sizeof msg);
+    else if (!strcmp(verb, "demote")) {
+        ctl_ticket t = ctl_later();
+        rc = repl_demote(demote_done, (void *)(uintptr_t)t, msg, sizeof msg);
+        if (rc == 1)
+            return; /* answered by demote_done */
+        ctl_reply(t, ""); /* not taken: answered here */
+    } else if (!strcmp(verb, "connect"))
+        rc = repl_connect(peer, discard, msg, sizeof msg);
+    else if (!strcmp(verb, "disconnect"))
+        rc = repl_disconnect(a1, msg, sizeof msg);
+    else if (!strcmp(verb, "verify"))
+        rc = repl_verify(a1, msg, sizeof msg);
+    else if (!strcmp(verb, "invalidate"))
+        rc = repl_invalidate(msg, sizeof msg);
+    else {
+        fprintf(f, "error: unknown command '%s' (try: get, promote, demote, connect, "
+                   "disconnect, verify, invalidate)\n", cmd);
+        return;
+    }
+    fprintf(f, "%s: %s\n", rc < 0 ? "error" : "ok", msg);
+}
+
+/* The control socket: "get" answers the status record; the rest act. */
 static char *answer(const char *cmd, size_t *len)
 {
     static struct node_status st;
@@ -124,7 +208,7 @@ static char *answer(const char *cmd, size_t *len)
         fill_status(&st);
         status_write(f, &st);
     } else {
-        fprintf(f, "error: unknown command '%s' (try: %s)\n", cmd, CTL_CMD_GET);
+        act(f, cmd);
     }
     if (fclose(f) != 0) {
         free(buf);
@@ -166,6 +250,11 @@ static int parse_args(int argc, char **argv)
         { "protocol", required_argument, 0, 'p' },
         { "timeout", required_argument, 0, 't' },
         { "resync-rate", required_argument, 0, 'Y' },
+        { "resync-csums", no_argument, 0, 'K' },
+        { "no-resync-control", no_argument, 0, 'Q' },
+        { "al-extents", required_argument, 0, 'A' },
+        { "after-sb-0pri", required_argument, 0, 'B' },
+        { "force", no_argument, 0, 'F' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -214,6 +303,29 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
             break;
+        case 'K': S.resync_csums = true; break;
+        case 'Q': S.no_resync_control = true; break;
+        case 'F': S.force = true; break;
+        case 'A':
+            if (parse_size(optarg, &v) < 0 || v < AL_MIN || v > AL_MAX) {
+                fprintf(stderr, "nbdmirror serve: --al-extents takes %u to %u\n", AL_MIN, AL_MAX);
+                return -1;
+            }
+            S.al_extents = v;
+            break;
+        case 'B':
+            if (!strcmp(optarg, "disconnect"))
+                S.after_sb_0pri = SB_DISCONNECT;
+            else if (!strcmp(optarg, "discard-zero-changes"))
+                S.after_sb_0pri = SB_DISCARD_ZERO_CHANGES;
+            else if (!strcmp(optarg, "discard-younger-primary"))
+                S.after_sb_0pri = SB_DISCARD_YOUNGER_PRIMARY;
+            else {
+                fprintf(stderr, "nbdmirror serve: --after-sb-0pri takes disconnect, "
+                                "discard-zero-changes or discard-younger-primary\n");
+                return -1;
+            }
+            break;
         case 'h': fputs(usage, stdout); exit(0);
         default: fputs(usage, stderr); return -1;
         }
@@ -229,6 +341,10 @@ static int parse_args(int argc, char **argv)
     }
     if (S.role && !S.npeers && !S.listen) {
         fprintf(stderr, "nbdmirror serve: a %s needs --peer or --listen\n", S.role);
+        return -1;
+    }
+    if (S.force && (!S.role || secondary)) {
+        fprintf(stderr, "nbdmirror serve: --force is for --role primary\n");
         return -1;
     }
     if (optind != argc - 1 || (!S.nbd && !secondary)) {
@@ -324,13 +440,33 @@ int cmd_serve(int argc, char **argv)
     bool primary = S.role && !strcmp(S.role, "primary");
     S.exp = (struct nbd_export){
         .name = S.name,
-        .description = S.role && !primary ? "secondary's disk (read-only replication target)" : NULL,
+        .description = S.role && !primary ? SECONDARY_DESC : NULL,
         .size = S.meta.data_size,
         .read_only = S.export_ro,
         .readable = S.role && !primary ? secondary_readable : NULL,
         .disk = &S.disk,
         .io = S.io,
     };
+    if (S.role) {
+        static const struct repl_hooks hooks = { .role_changed = role_changed,
+                                                 .quiesce = quiesce, .quiesced = quiesced };
+        struct repl_node_init self = { .data_size = S.meta.data_size, .dev = &S.disk,
+                                       .io = S.io, .meta = &S.meta, .meta_fd = S.meta_fd };
+        struct repl_config rc = { .peers = S.peers, .npeers = S.npeers, .listen = S.listen,
+                                  .protocol = S.protocol, .timeout_ms = S.timeout_ms,
+                                  .resync_rate = S.resync_rate, .resync_csums = S.resync_csums,
+                                  .no_resync_control = S.no_resync_control,
+                                  .after_sb_0pri = S.after_sb_0pri, .al_extents = S.al_extents };
+        char err[400];
+        if (S.read_only) {
+            log_err("--read-only and --role do not go together (replication writes)");
+            return 1;
+        }
+        if (repl_start(&self, &rc, &hooks, primary, S.force, err, sizeof err) < 0) {
+            log_err("%s", err);
+            return 1;
+        }
+    }
     if (S.nbd) {
         lfd = nbd_listen(S.nbd);
         if (lfd < 0) {
@@ -339,24 +475,6 @@ int cmd_serve(int argc, char **argv)
         }
         if (nbd_server_start(&S.exp, lfd) < 0)
             return 1;
-    }
-    if (S.role) {
-        struct repl_node self = {
-            .data_size = S.meta.data_size, .node_id = S.meta.node_id,
-            .current_gen = S.meta.current_gen, .dev = &S.disk, .io = S.io,
-            .disk = primary ? DS_UPTODATE : (enum disk_state)S.meta.disk_state,
-            .meta = &S.meta, .meta_fd = S.meta_fd,
-        };
-        struct repl_primary_config pc = { .peers = S.peers, .npeers = S.npeers,
-                                          .listen = S.listen, .protocol = S.protocol,
-                                          .timeout_ms = S.timeout_ms,
-                                          .resync_rate = S.resync_rate };
-        r = primary ? repl_primary_start(&self, &pc)
-                    : repl_secondary_start(&self, S.listen, S.peers, S.npeers);
-        if (r < 0) {
-            log_err("replication: cannot listen on %s: %s", S.listen, strerror(-r));
-            return 1;
-        }
     }
     r = ctl_start(S.control, answer);
     if (r < 0) {

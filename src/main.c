@@ -19,6 +19,12 @@ static const char usage[] =
     "                  replicate it (--peer, --listen, --protocol A|B|C)\n"
     "  status [--control PATH] [--json]\n"
     "                  show what a running serve is doing\n"
+    "  promote [--force] | demote\n"
+    "                  make a running serve primary, or secondary\n"
+    "  connect [--discard-my-data] [PEER] | disconnect [PEER]\n"
+    "                  links to peers (a split brain is resolved with connect)\n"
+    "  verify [PEER]   compare every block with a peer, online\n"
+    "  invalidate      throw this node's data away: full resync from a peer\n"
     "\n"
     "Run 'nbdmirror COMMAND --help' for a command's options, and see nbdmirror(8).\n";
 
@@ -43,6 +49,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(argv[1], "status"))
         return cmd_status(argc - 1, argv + 1);
+    if (cmd_node_known(argv[1]))
+        return cmd_node(argc - 1, argv + 1);
     fprintf(stderr, "nbdmirror: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -21,11 +21,15 @@ struct ctl_client {
     struct stream s;
     uint64_t born;
     int slot;
+    uint32_t gen;
+    bool waiting;   /* its answer comes later (ctl_reply) */
 };
 
 static struct listener ls = { .fd = -1 };
 static ctl_answer_fn answer;
 static struct ctl_client *clients[CTL_MAX_CLIENTS];
+static struct ctl_client *answering; /* inside answer(): who asked */
+static uint32_t next_gen;
 
 static void answer_sent(struct stream *s, void *buf, bool sent)
 {
@@ -47,11 +51,37 @@ static size_t on_data(struct stream *s, uint8_t *p, size_t len)
     cmd[n] = '\0';
     /* the answer (a status record of up to 31 peers) may be larger than the
      * socket's buffer: the connection closes once all of it has left */
+    answering = s->arg;
     out = answer(cmd, &olen);
+    answering = NULL;
+    if (((struct ctl_client *)s->arg)->waiting) {
+        stream_hold(s); /* nothing more to read: the answer comes later */
+        return len;
+    }
     if (out && (!olen || stream_queue(s, NULL, 0, out, olen, answer_sent, out) < 0))
         free(out);
     stream_close_when_sent(s);
     return len;
+}
+
+ctl_ticket ctl_later(void)
+{
+    if (!answering)
+        return 0;
+    answering->waiting = true;
+    return (uint64_t)answering->gen << 8 | (unsigned)answering->slot;
+}
+
+void ctl_reply(ctl_ticket t, const char *text)
+{
+    struct ctl_client *cl = t ? clients[t & 0xff] : NULL;
+    if (!cl || cl->gen != (uint32_t)(t >> 8) || !cl->waiting)
+        return; /* it went away */
+    cl->waiting = false;
+    char *out = strdup(text);
+    if (out && stream_queue(&cl->s, NULL, 0, out, strlen(out), answer_sent, out) < 0)
+        free(out);
+    stream_close_when_sent(&cl->s);
 }
 
 static void on_close(struct stream *s, const char *why)
@@ -71,7 +101,7 @@ static void on_accept(struct listener *l, int fd, const char *peer)
 
     (void)l;
     for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
-        if (clients[i] && now - clients[i]->born > CTL_SILENT_MS)
+        if (clients[i] && !clients[i]->waiting && now - clients[i]->born > CTL_SILENT_MS)
             stream_close(&clients[i]->s, NULL); /* a silent client loses its place */
         if (!clients[i] && slot < 0)
             slot = i;
@@ -83,6 +113,8 @@ static void on_accept(struct listener *l, int fd, const char *peer)
     }
     cl->born = now;
     cl->slot = slot;
+    cl->gen = ++next_gen;
+    cl->waiting = false;
     if (stream_init(&cl->s, fd, peer, &ctl_ops, cl, CTL_CMD_MAX, 4, 0, false) < 0) {
         free(cl);
         return;

@@ -27,7 +27,8 @@ struct field {
 #define P(type, m) FLD(struct status_peer, type, m, #m)
 
 static const struct field node_fields[] = {
-    N(F_STR, role, "role"), N(F_STR, disk, "disk"), N(F_STR, device, "device"),
+    N(F_STR, role, "role"), N(F_STR, disk, "disk"), N(F_STR, generation, "generation"),
+    N(F_STR, device, "device"),
     N(F_STR, export_name, "export"), N(F_U64, size, "size"),
     N(F_BOOL, read_only, "read_only"), N(F_STR, engine, "engine"), N(F_BOOL, direct, "direct"),
     N(F_U64, uptime_s, "uptime_s"), N(F_U64, clients, "clients"),
@@ -45,6 +46,9 @@ static const struct field peer_fields[] = {
     P(F_U64, inflight), P(F_U64, out_of_sync_bytes), P(F_U64, resync_sent_bytes),
     P(F_PCT, resync_percent), P(F_ETA, resync_eta_s), P(F_U64, resync_bytes_per_s),
     P(F_U64, trimmed_bytes), P(F_U64, zeroed_bytes), P(F_STR, last_error),
+    P(F_STR, peer_role), P(F_STR, last_resync_reason), P(F_U64, last_resync_bytes),
+    P(F_U64, last_resync_ms), P(F_U64, last_resync_skipped_bytes),
+    P(F_U64, verify_mismatch_bytes),
 };
 #define NFIELDS(a) (sizeof a / sizeof a[0])
 
@@ -59,6 +63,12 @@ void status_peer_from(struct status_peer *d, const struct peer_status *s)
     copy_str(d->connection, sizeof d->connection, s->connection);
     copy_str(d->replication, sizeof d->replication, s->replication);
     copy_str(d->peer_disk, sizeof d->peer_disk, s->peer_disk);
+    copy_str(d->peer_role, sizeof d->peer_role, s->peer_role);
+    copy_str(d->last_resync_reason, sizeof d->last_resync_reason, s->last_resync_reason);
+    d->last_resync_bytes = s->last_resync_bytes;
+    d->last_resync_ms = s->last_resync_ms;
+    d->last_resync_skipped_bytes = s->last_resync_skipped_bytes;
+    d->verify_mismatch_bytes = s->verify_mismatch_bytes;
     d->protocol = s->protocol;
     d->sent_bytes = s->sent_bytes;
     d->acked_bytes = s->acked_bytes;
@@ -454,14 +464,15 @@ void status_print_text(FILE *f, const struct node_status *st)
     char a[4 * 128 + 1], b[4 * 32 + 1], c[4 * 32 + 1], d[4 * 32 + 1];
 
     fprintf(f,
-            "role: %s   disk: %s   %s\n"
+            "role: %s   disk: %s   %s%s%s\n"
             "device: %s   export: \"%s\"   size: %llu bytes\n"
             "engine: %s%s   uptime: %llus\n"
             "clients: %llu now, %llu since start\n"
             "requests: %llu reads (%llu bytes), %llu writes (%llu bytes), %llu flushes,\n"
             "          %llu trims, %llu zero writes, %llu block status, %llu errors\n",
             vis(a, sizeof a, st->role), vis(b, sizeof b, st->disk),
-            st->read_only ? "read-only" : "read-write", vis(v1, sizeof v1, st->device),
+            st->read_only ? "read-only" : "read-write", st->generation[0] ? "   generation: " : "",
+            vis(d, sizeof d, st->generation), vis(v1, sizeof v1, st->device),
             vis(v2, sizeof v2, st->export_name), (unsigned long long)st->size,
             vis(c, sizeof c, st->engine), st->direct ? " (O_DIRECT)" : " (buffered)",
             (unsigned long long)st->uptime_s, (unsigned long long)st->clients,
@@ -488,6 +499,15 @@ void status_print_text(FILE *f, const struct node_status *st)
             fprintf(f, "    sync: %d%%, %.1f MiB done, %.1f MiB/s, eta %llus\n",
                     p->resync_percent, p->resync_sent_bytes / 1048576.0,
                     p->resync_bytes_per_s / 1048576.0, (unsigned long long)p->resync_eta_s);
+        if (p->out_of_sync_bytes)
+            fprintf(f, "    out of sync: %.1f MiB (%llu bytes)\n", p->out_of_sync_bytes / 1048576.0,
+                    (unsigned long long)p->out_of_sync_bytes);
+        if (p->last_resync_reason[0])
+            fprintf(f, "    last %s: %.1f MiB sent in %.1f s%s\n",
+                    !strcmp(p->last_resync_reason, "verify") ? "verify" : "resync",
+                    p->last_resync_bytes / 1048576.0, p->last_resync_ms / 1000.0,
+                    !strcmp(p->last_resync_reason, "verify") && p->verify_mismatch_bytes
+                        ? ", blocks differed (resynced)" : "");
         if (p->trimmed_bytes || p->zeroed_bytes)
             fprintf(f, "    trimmed %.1f MiB, zeroed %.1f MiB\n", p->trimmed_bytes / 1048576.0,
                     p->zeroed_bytes / 1048576.0);

@@ -35,7 +35,8 @@ int al_init(struct al *a, unsigned cap)
         a->hash_size <<= 1;
     a->e = calloc(cap, sizeof *a->e);
     a->hash = calloc(a->hash_size, sizeof *a->hash);
-    if (!a->e || !a->hash) {
+    a->gone = calloc(cap, sizeof *a->gone);
+    if (!a->e || !a->hash || !a->gone) {
         al_free(a);
         return -ENOMEM;
     }
@@ -46,8 +47,10 @@ void al_free(struct al *a)
 {
     free(a->e);
     free(a->hash);
+    free(a->gone);
     a->e = NULL;
     a->hash = NULL;
+    a->gone = NULL;
 }
 
 static unsigned hash_of(const struct al *a, uint32_t ext)
@@ -97,6 +100,8 @@ static void forget(struct al *a, struct al_entry *e)
     e->used = false;
     a->used--;
     a->changed = a->dropped = true;
+    if (a->ngone < a->cap) /* more than cap between two encodes cannot be: */
+        a->gone[a->ngone++] = e->ext; /* each needs an entry made free */
 }
 
 /* A free entry, forgetting the least recently used idle hot extent if the
@@ -182,6 +187,7 @@ uint32_t al_encode(struct al *a, uint8_t *buf, uint64_t *off)
     a->half ^= 1;
     a->commit_gen++;
     a->changed = a->dropped = false;
+    a->ngone = 0;
     put_le32(buf, AL_MAGIC);
     put_le64(buf + 8, a->seq);
     put_le32(buf + 16, n);

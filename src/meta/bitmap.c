@@ -238,11 +238,11 @@ int bm_store(int fd, const struct meta *m, unsigned slot, struct bitmap *b)
         if (!b->dirty[p])
             continue;
         bm_page_encode(b, p, slot, page);
-        int r = full_pwrite(fd, page, sizeof page, bm_page_offset(m, slot, p));
+        int r = meta_write_durable(fd, page, sizeof page, bm_page_offset(m, slot, p));
         if (r < 0)
             return r;
         b->dirty[p] = 0;
         b->ndirty--;
     }
-    return fdatasync(fd) < 0 ? -errno : 0;
+    return 0;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -345,6 +346,24 @@ int meta_load(int fd, uint64_t disk_size, bool internal, struct meta *m,
     return 0;
 }
 
+int meta_write_durable(int fd, const void *buf, size_t len, uint64_t off)
+{
+    /* RWF_DSYNC: durable when it returns, and only this range is written
+     * back (fdatasync would flush a whole data file with internal metadata) */
+    while (len) {
+        struct iovec iov = { (void *)buf, len };
+        ssize_t n = pwritev2(fd, &iov, 1, off, RWF_DSYNC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        buf = (const char *)buf + n;
+        len -= n;
+        off += n;
+    }
+    return 0;
+}
+
 int meta_save(int fd, struct meta *m)
 {
     uint8_t sb[META_SB_SIZE];
@@ -354,9 +373,7 @@ int meta_save(int fd, struct meta *m)
 
     m->seq++;
     meta_encode(m, sb);
-    r = full_pwrite(fd, sb, sizeof sb, meta_sb_offset(m->disk_size, internal, copy));
-    if (r == 0 && fdatasync(fd) < 0)
-        r = -errno;
+    r = meta_write_durable(fd, sb, sizeof sb, meta_sb_offset(m->disk_size, internal, copy));
     /* on failure the copy written may be torn: write it again next time,
      * the other one still holds the last durable state */
     if (r == 0) {

@@ -188,6 +188,7 @@ static bool opt_export_name(struct conn *c, const uint8_t *d, uint32_t len)
 static void enter_transmission(struct conn *c)
 {
     c->state = CS_TRANSMIT;
+    c->writable = !srv.exp->read_only; /* as its export flags said */
     stream_set_limit(&c->s, 0); /* replies are bounded by the slots */
     stream_drop_blob(&c->s);    /* option replies are over */
     srv.stats.clients_now++;

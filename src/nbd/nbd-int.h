@@ -26,6 +26,7 @@ struct conn {
     bool closing;    /* DISC: read no more, close once replies are out */
     bool paused;     /* out of slots or buffers: input held until some return */
     bool no_zeroes, structured, meta_alloc;
+    bool writable;   /* negotiated without NBD_FLAG_READ_ONLY */
     unsigned nopts;
     uint64_t born_ms;
 
@@ -44,6 +45,7 @@ struct server {
     struct conn *conns;
     unsigned nconns;
     bool shutting_down, resume_all;
+    bool quiescing;  /* a demote: writable connections finish and close */
     uint64_t shutdown_deadline, last_sweep;
     struct nbd_stats stats;
 };

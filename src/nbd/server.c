@@ -142,12 +142,13 @@ int nbd_server_start(const struct nbd_export *exp, int listen_fd)
     return listener_adopt(&srv.ls, listen_fd, unix_path[0] ? unix_path : NULL, on_accept, NULL);
 }
 
-/* During shutdown: a connection with nothing in flight closes once what is
- * queued has left; after the grace period every one closes. */
+/* During shutdown (or a demote, for connections that may write): a
+ * connection with nothing in flight closes once what is queued has left;
+ * after the grace period every one closes. */
 static void shutdown_sweep(uint64_t now)
 {
     for (struct conn *c = srv.conns; c; c = c->next) {
-        if (c->s.dead)
+        if (c->s.dead || (!srv.shutting_down && !c->writable))
             continue;
         if (now > srv.shutdown_deadline)
             conn_kill(c, "shutdown grace period over");
@@ -168,6 +169,25 @@ void nbd_server_shutdown(void)
             conn_kill(c, NULL);
     shutdown_sweep(now_ms());
 }
+
+void nbd_server_quiesce(void)
+{
+    if (srv.quiescing || srv.shutting_down)
+        return;
+    srv.quiescing = true;
+    srv.shutdown_deadline = now_ms() + SHUTDOWN_GRACE_MS;
+    shutdown_sweep(now_ms());
+}
+
+bool nbd_server_quiesced(void)
+{
+    for (struct conn *c = srv.conns; c; c = c->next)
+        if (c->writable && (!c->s.dead || c->inflight))
+            return false;
+    return true;
+}
+
+void nbd_server_resume(void) { srv.quiescing = false; }
 
 bool nbd_server_busy(void) { return srv.resume_all || req_busy(); }
 
@@ -193,7 +213,7 @@ void nbd_server_tick(void)
             }
         }
     }
-    if (srv.shutting_down)
+    if (srv.shutting_down || srv.quiescing)
         shutdown_sweep(now);
     if (now - srv.last_sweep >= 1000) {
         srv.last_sweep = now;

@@ -297,8 +297,8 @@ static int check(const struct conn *c, const struct nbd_request *q)
     }
     if (q->flags & ~allowed)
         return EINVAL;
-    if (writes && e->read_only)
-        return EPERM;
+    if (writes && (e->read_only || !c->writable))
+        return EPERM; /* a connection told it is read-only stays so */
     if (q->len == 0)
         return EINVAL;
     if (q->type == NBD_CMD_READ && q->len > NBD_MAX_BLOCK)
@@ -373,7 +373,7 @@ size_t tx_data(struct conn *c, const uint8_t *p, size_t len)
         conn_pause(c);
         return 0;
     }
-    err = srv.shutting_down ? ESHUTDOWN : check(c, &q);
+    err = srv.shutting_down || (srv.quiescing && c->writable) ? ESHUTDOWN : check(c, &q);
     r = take_slot(c);
     translate(r, &q);
     req_init(r, &owner);

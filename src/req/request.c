@@ -18,6 +18,7 @@ void req_init(struct nm_req *r, const struct req_owner *owner)
     r->epoch = 0;
     r->stream_off = r->offset;
     r->stream_len = r->len;
+    r->stream_flags = 0;
     r->wait_peers = r->queued_peers = 0;
     r->local_pending = false;
     r->front_holds = true;
@@ -52,13 +53,19 @@ static void settle(struct nm_req *r)
 void req_submit(struct nm_req *r)
 {
     if (r->owner->gone && r->owner->gone(r)) {
-        req_fail(r, ECANCELED); /* nobody to answer: do nothing at all */
+        /* nobody to answer: do nothing at all */
+        if (streamed(r) && stream->cancel)
+            stream->cancel(r);
+        req_write_end(r);
+        req_fail(r, ECANCELED);
         return;
     }
+    /* overlapping writes first: once in flight here it keeps its place
+     * while the stream holds it, so later overlapping ones queue behind */
+    if (req_is_write(r) && !r->ov_active && !req_write_begin(r))
+        return; /* overlaps a write in flight; req_tick brings it back */
     if (streamed(r) && stream->may_start && !stream->may_start(r))
         return; /* parked by the stream; req_resume brings it back */
-    if (req_is_write(r) && !req_write_begin(r))
-        return; /* overlaps a write in flight; req_tick brings it back */
     r->submitted = true;
     r->local_pending = true; /* held until the local disk is done */
     r->stream_off = r->offset;
@@ -87,7 +94,7 @@ static void local_done(struct nm_req *r, int err)
      * the local reference still holds the completion back */
     if (!err && streamed(r) && req_stream_after_local(r) && r->stream_len)
         stream->submit(r);
-    if (stream && r->seq)
+    if (streamed(r))
         stream->local_done(r, err);
     req_write_end(r); /* overlapping writes waiting for this one may go */
     r->err = err;

@@ -18,8 +18,9 @@ truncate -s 1G "$T/disk"
 "$NBDM" create-md "$T/disk" | tee "$T/out"
 exported=$(sed -n 's/.*exported size \([0-9]*\) bytes/\1/p' "$T/out")
 meta=$(sed -n 's/.*metadata \([0-9]*\) bytes.*/\1/p' "$T/out")
-# the man page's formula: 40 KiB + 31 x (32 KiB per GiB, 4 KiB rounded)
-[ "$meta" = $((40 * 1024 + 31 * 32768)) ] || fail "metadata size $meta differs from the documented formula"
+# the man page's formula: 40 KiB + 31 x one 4 KiB page per 32704 blocks of
+# 4 KiB (a 1 GiB disk: 262144 blocks, 9 pages)
+[ "$meta" = $((40 * 1024 + 31 * 9 * 4096)) ] || fail "metadata size $meta differs from the documented formula"
 [ "$exported" = $(( (1 << 30) - meta )) ] || fail "exported size $exported"
 
 expect_fail "already holds nbdmirror metadata" "$NBDM" create-md "$T/disk"

@@ -11,7 +11,8 @@ ip netns exec "$(ns p)" "$PY" "$(dirname "$0")/repl_abuse.py" 10.77.1.2 7789 "${
     "$DATA_SIZE" || { tail -20 "$T/s1.log"; fail "abuse cases"; }
 grep -m 20 -E 'closing it' "$T/s1.log" || true
 for why in "bad magic" "checksum" "version" "length not valid" "larger than ours" \
-           "not a primary" "before HELLO" "outside the disk" "unexpected frame"; do
+           "no HELLO within" "unrelated data" "before the handshake is over" "outside the disk" \
+           "answer to nothing we sent" "bitmap nobody asked for"; do
     grep -q "$why" "$T/s1.log" || fail "no log line saying '$why'"
 done
 

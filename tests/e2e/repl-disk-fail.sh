@@ -166,7 +166,7 @@ on_exit "mountpoint -q $T/small && umount $T/small"
 new_disk "$T/p.img" 64M
 truncate -s 64M "$T/small/s1.img"
 "$NBDM" create-md "$T/small/s1.img" >/dev/null
-start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer "$ADDR" --protocol C
+start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer "$ADDR" --protocol C --force
 client '
 for off in range(0, 60 << 20, 1 << 20):
     h.pwrite(os.urandom(1 << 20), off)

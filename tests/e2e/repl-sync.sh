@@ -1,9 +1,10 @@
-# Full sync. A secondary whose disk holds other data joins a primary under
-# write load: it is Inconsistent, the primary copies everything (SyncSource
+# Full sync. A secondary whose disk holds other data (fresh metadata) joins
+# a primary under write load (started with --force: its fresh disk is the
+# reference): it is Inconsistent, the primary copies everything (SyncSource
 # -> SyncTarget) while clients write, and when it reports UpToDate the data
-# areas are equal. The same after the secondary is SIGKILLed and restarted
-# (it comes back Outdated, and is synced again). Clean restarts need no
-# sync; --resync-rate caps the copy.
+# areas are equal. After the secondary is SIGKILLed and restarted it is
+# resynced by bitmap. Clean restarts need no sync; --resync-rate caps the
+# copy.
 . "$(dirname "$0")/lib.bash"
 
 make_hosts 1
@@ -28,7 +29,7 @@ load() { # background writes with verify through the primary, for $1 seconds
     LOAD=$!
 }
 
-start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C
+start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C --force
 qemu-io -f raw -c 'write -P 0x11 0 64M' "$URI" >/dev/null
 load 6
 sleep 1
@@ -53,8 +54,8 @@ sleep 1.5
 kill -9 "${NODE_PID[s1]}"
 sleep 1
 start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789
-for _ in $(seq 100); do grep -q "its disk Outdated" "$T/p.log" && break; sleep 0.1; done
-grep -q "its disk Outdated" "$T/p.log" || { cat "$T/p.log"; fail "a killed secondary must come back Outdated"; }
+for _ in $(seq 100); do grep -q "bitmap resync of .* starts" "$T/p.log" && break; sleep 0.1; done
+grep -q "bitmap resync of .* starts" "$T/p.log" || { cat "$T/p.log"; fail "a killed secondary must be resynced by bitmap"; }
 wait_uptodate
 wait $LOAD
 stop_node p

@@ -15,13 +15,24 @@ def crc32c(data):
             crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
     return crc ^ 0xFFFFFFFF
 
-def hdr(typ, length=0, seq=0, epoch=0, aux=0, flags=0, version=1, magic=0x4E4D5250):
+def hdr(typ, length=0, seq=0, epoch=0, aux=0, flags=0, version=2, magic=0x4E4D5250):
     h = struct.pack(">IBBHIIQI", magic, version, typ, flags, length, epoch, seq, aux)
     return h + struct.pack(">I", crc32c(h))
 
 def hello(size, role=1, proto=ord("C"), node=1234):
-    p = struct.pack(">QQQIBBB", size, node, 1, 4096, role, proto, 3)
+    p = struct.pack(">QQQIBBB", size, node, 0, 4096, role, proto, 3)
     return hdr(1, 48) + p + bytes(48 - len(p))
+
+SKIP_SYNC = 0x4E4D534B49505331  # the id of disks made with --skip-initial-sync
+
+def gens(current=SKIP_SYNC, node=1234, primary=True):
+    # current, bitmap, history[4], bits, primary_since, node_id, flags, disk, policy
+    p = struct.pack(">QQ4QQQQIBB", current, 0, 0, 0, 0, 0, 0, 0, node, 1 if primary else 0, 3, 0)
+    return hdr(11, 96) + p + bytes(96 - len(p))
+
+def handshake(size):
+    """A valid primary's handshake (equal ids: nothing to sync)."""
+    return hello(size) + gens()
 
 def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
@@ -44,22 +55,28 @@ s = conn(); s.sendall(hdr(1, 48, magic=0xDEADBEEF) + bytes(48))
 check(closed(s), "wrong magic -> closed")
 s = conn(); h = bytearray(hello(SIZE)); h[20] ^= 1; s.sendall(bytes(h))
 check(closed(s), "header checksum mismatch -> closed")
-s = conn(); s.sendall(hdr(1, 48, version=2) + bytes(48))
-check(closed(s), "protocol version 2 -> closed")
+s = conn(); s.sendall(hdr(1, 48, version=3) + bytes(48))
+check(closed(s), "protocol version 3 -> closed")
 s = conn(); s.sendall(hdr(2, 0xFFFFFFF0))
 check(closed(s), "4 GiB frame length -> closed")
 s = conn(); s.sendall(hdr(2, 8 + 4096, seq=1) + struct.pack(">Q", 0) + b"x" * 100); s.close()
 print("ok   truncated frame, then gone")
 s = conn(); s.sendall(hello(SIZE + (1 << 30)))
 check(closed(s), "primary claiming a larger disk -> closed")
-s = conn(); s.sendall(hello(SIZE, role=0))
-check(closed(s), "a second secondary -> closed")
+s = conn(); s.sendall(hello(SIZE))
+check(closed(s, 10), "HELLO, then silence -> closed (handshake timeout)")
+s = conn(); s.sendall(hello(SIZE) + gens(current=0x77))
+check(closed(s), "unrelated data (no common generation) -> closed")
 s = conn(); s.sendall(hdr(2, 8 + 512, seq=1) + struct.pack(">Q", 0) + bytes(512))
 check(closed(s), "WRITE before HELLO -> closed")
-s = conn(); s.sendall(hello(SIZE) + hdr(2, 8 + 512, seq=1) + struct.pack(">Q", SIZE) + bytes(512))
+s = conn(); s.sendall(hello(SIZE) + hdr(2, 8 + 512, seq=1) + struct.pack(">Q", 0) + bytes(512))
+check(closed(s), "WRITE after HELLO, before GENS -> closed")
+s = conn(); s.sendall(handshake(SIZE) + hdr(2, 8 + 512, seq=1) + struct.pack(">Q", SIZE) + bytes(512))
 check(closed(s), "WRITE past the end of the disk -> closed")
-s = conn(); s.sendall(hello(SIZE) + hdr(6, 0, seq=1))
+s = conn(); s.sendall(handshake(SIZE) + hdr(7, 0, seq=1))
 check(closed(s), "an ACK sent to a secondary -> closed")
+s = conn(); s.sendall(handshake(SIZE) + hdr(12, 9, flags=1 << 6) + bytes(9))
+check(closed(s), "a bitmap nobody asked for -> closed")
 for i in range(200):  # many connections opened and dropped
     c = conn()
     if i % 2:

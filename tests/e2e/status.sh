@@ -32,7 +32,7 @@ path, role, device, export, npeers = sys.argv[1:]
 text = open(path, encoding="utf-8").read()
 s = json.loads(text)  # raises on anything that is not valid JSON
 assert text.count("\n") == 1 and text.endswith("}\n"), "one line"
-node = {"role": str, "disk": str, "device": str, "export": str, "size": int,
+node = {"role": str, "disk": str, "generation": str, "device": str, "export": str, "size": int,
         "read_only": bool, "engine": str, "direct": bool, "uptime_s": int,
         "clients": int, "connections_total": int, "reads": int, "writes": int,
         "flushes": int, "trims": int, "zero_writes": int, "block_status": int,
@@ -43,12 +43,15 @@ peer = {"address": str, "connection": str, "replication": str, "peer_disk": str,
         "out_of_sync_bytes": int, "resync_sent_bytes": int,
         "resync_percent": (int, type(None)), "resync_eta_s": (int, type(None)),
         "resync_bytes_per_s": int, "trimmed_bytes": int, "zeroed_bytes": int,
-        "last_error": str}
+        "last_error": str, "peer_role": str, "last_resync_reason": str,
+        "last_resync_bytes": int, "last_resync_ms": int, "last_resync_skipped_bytes": int,
+        "verify_mismatch_bytes": int}
 assert list(s) == list(node), list(s)  # today's keys, in today's order
 for k, t in node.items():
     assert isinstance(s[k], t) and (t is bool or not isinstance(s[k], bool)), (k, s[k])
 assert s["role"] == role and s["device"] == device and s["export"] == export, s
 assert s["size"] > 0 and s["disk"] == "UpToDate", s
+assert len(s["generation"]) == 16 and int(s["generation"], 16) > 0, s
 assert len(s["peers"]) == int(npeers), len(s["peers"])
 for p in s["peers"]:
     assert list(p) == list(peer), list(p)
@@ -60,11 +63,13 @@ for p in s["peers"]:
 if role == "primary" and npeers == "1":
     p = s["peers"][0]
     assert p["replication"] == "Established" and p["protocol"] == "C", p
+    assert p["peer_role"] == "Secondary" and p["out_of_sync_bytes"] == 0, p
     assert p["resync_percent"] is None and p["last_error"] == "", p
     assert p["acked_bytes"] >= 1 << 20 and p["zeroed_bytes"] >= 1 << 20, p
     assert s["writes"] >= 1 and s["zero_writes"] >= 1, s
 if role == "secondary":
     assert s["read_only"] is True and s["peers"][0]["connection"] == "Connected", s
+    assert s["peers"][0]["peer_role"] == "Primary", s
 print(role, "JSON ok")
 EOF
 }
@@ -74,7 +79,8 @@ check_json s1 secondary "$SDISK" "" 1
 log "text"
 "$NBDM" status --control "$T/p.ctl" >"$T/p.txt"
 cat "$T/p.txt"
-grep -q '^role: primary   disk: UpToDate   read-write$' "$T/p.txt" || fail "text: role line"
+grep -q '^role: primary   disk: UpToDate   read-write   generation: [0-9a-f]\{16\}$' "$T/p.txt" ||
+    fail "text: role line"
 grep -qF "device: $PDISK   export: \"$NAME\"   size: " "$T/p.txt" || fail "text: device line"
 grep -q '^engine: .*   uptime: [0-9]*s$' "$T/p.txt" || fail "text: engine line"
 grep -q '^clients: [0-9]* now, [0-9]* since start$' "$T/p.txt" || fail "text: clients line"
@@ -84,7 +90,8 @@ grep -q '^peer  *connection  *replication  *peer disk  *p  *sent MiB  *acked MiB
 grep -q '^10\.77\.1\.2:7789  *Connected  *Established UpToDate  *C ' "$T/p.txt" || fail "text: peer line"
 grep -q '^    trimmed [0-9.]* MiB, zeroed [0-9.]* MiB$' "$T/p.txt" || fail "text: trimmed/zeroed line"
 "$NBDM" status --control "$T/s1.ctl" >"$T/s1.txt"
-grep -q '^role: secondary   disk: UpToDate   read-only$' "$T/s1.txt" || { cat "$T/s1.txt"; fail "secondary text"; }
+grep -q '^role: secondary   disk: UpToDate   read-only   generation: ' "$T/s1.txt" ||
+    { cat "$T/s1.txt"; fail "secondary text"; }
 
 log "31 peers, a newline in the disk path"
 MDISK="$T/many

@@ -50,7 +50,7 @@ static void s_submit(struct nm_req *r)
     }
 }
 static void s_local_done(struct nm_req *r, int err) { (void)r, (void)err; n_stream_done++; }
-static const struct req_stream stream = { s_may_start, s_submit, s_local_done };
+static const struct req_stream stream = { s_may_start, s_submit, s_local_done, NULL };
 
 static void reset(void)
 {

@@ -90,7 +90,7 @@ static void test_round_trip(void)
     int lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += buf[i] == '\n';
-    CHECK(lines == 1 + 20 + REPL_MAX_PEERS * 19 + 1);
+    CHECK(lines == 1 + 21 + REPL_MAX_PEERS * 25 + 1);
     CHECK(strstr(buf, "device=/dev/a\\nrole=evil\\n\"q\" \\\\b\\\\n=c\\r\\t\\x01\\x7f\xff\xc3\xa9 end\n"));
     CHECK(strstr(buf, "resync_percent=null\nresync_eta_s=null\n"));
     CHECK(strstr(buf, "resync_percent=3\nresync_eta_s=42\n"));
@@ -209,10 +209,13 @@ static void test_renderings(void)
                     "\"connection\":\"Connecting\",\"replication\":\"Established\","
                     "\"peer_disk\":\"Inconsistent\",\"protocol\":\"A\",\"sent_bytes\":1000,"));
     CHECK(strstr(j, "\"resync_percent\":null,\"resync_eta_s\":null,\"resync_bytes_per_s\":5242880,"
-                    "\"trimmed_bytes\":0,\"zeroed_bytes\":0,\"last_error\":\"\"}"));
+                    "\"trimmed_bytes\":0,\"zeroed_bytes\":0,\"last_error\":\"\","));
+    CHECK(strstr(j, "\"last_resync_reason\":\"\",\"last_resync_bytes\":0,\"last_resync_ms\":0,"
+                    "\"last_resync_skipped_bytes\":0,\"verify_mismatch_bytes\":0}"));
     CHECK(strstr(j, "\"resync_percent\":3,\"resync_eta_s\":42,"));
     CHECK(strstr(j, "\"protocol\":\"-\""));
-    CHECK(strstr(j, "\"last_error\":\"its disk failed a write:\\n\\\"Input/output error\\\"=5\"}]}\n"));
+    CHECK(strstr(j, "\"last_error\":\"its disk failed a write:\\n\\\"Input/output error\\\"=5\","));
+    CHECK(strstr(j, "\"verify_mismatch_bytes\":0}]}\n"));
     free(j);
 
     t = render(status_print_text, &st);
