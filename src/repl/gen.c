@@ -97,6 +97,21 @@ static enum gen_decision by_ids(const struct gen_view *me, const struct gen_view
         return GD_BITMAP_TARGET;
     }
     if (me->current == peer->current) {
+        /* bits with no new id: writes a peer may lack were marked when it
+         * went away (an unconfirmed id change, a crashed primary's log) */
+        if (me->bits || peer->bits) {
+            if (me->bits && peer->bits) {
+                *why = "equal ids, but both sides marked blocks the other lacks";
+                return GD_SPLIT_BRAIN;
+            }
+            bool mine = me->bits != 0;
+            if (!can_source(mine ? me : peer)) {
+                *why = "equal ids, but the side with marked blocks is not UpToDate";
+                return GD_NO_SOURCE;
+            }
+            *why = "equal ids, blocks marked out of sync";
+            return mine ? GD_BITMAP_SOURCE : GD_BITMAP_TARGET;
+        }
         /* the same data, unless one side is half-synced from elsewhere */
         if (me->disk == DS_INCONSISTENT || peer->disk == DS_INCONSISTENT) {
             bool mine = peer->disk == DS_INCONSISTENT;

@@ -115,7 +115,7 @@ void peer_drop(struct peer *p, const char *why)
     p->st = LK_IDLE;
     p->s = NULL; /* its on_close only frees it now */
     p->got_hello = p->got_gens = p->sent_gens = p->bm_out = p->bm_in_done = false;
-    p->clean_seq = p->done_seq = 0;
+    p->clean_seq = p->done_seq = p->gen_barrier = 0;
     if (s)
         stream_close(s, why);
     dialer_lost(&p->dialer, now_ms());
@@ -263,6 +263,7 @@ int link_on_gens(struct peer *p, const struct repl_hdr *h, const uint8_t *payloa
 /* The link is refused for now: said once (until the reason changes). */
 static void refuse(struct peer *p, const char *why, bool error)
 {
+    stream_flush(p->s); /* our GENS: the other side decides the same */
     if (strcmp(p->refused, why)) {
         snprintf(p->refused, sizeof p->refused, "%s", why);
         if (error)
@@ -350,6 +351,7 @@ static void decide(struct peer *p)
         snprintf(p->last_error, sizeof p->last_error, "split brain (%s)", why);
         p->rs = PR_SPLIT_BRAIN;
         p->standalone = true;
+        stream_flush(p->s); /* our GENS: the other side decides the same */
         peer_drop(p, NULL);
         return;
     case GD_REFUSED:
@@ -372,6 +374,7 @@ static void decide(struct peer *p)
     switch (d) {
     case GD_NONE:
         p->rs = PR_ESTABLISHED;
+        p->gen_confirmed = N.meta->current_gen;
         if (N.disk == DS_OUTDATED && p->disk == DS_UPTODATE) {
             node_set_disk(DS_UPTODATE); /* the same data as an UpToDate node */
             log_info("disk UpToDate (equal to %s)", p->addr);

@@ -100,6 +100,9 @@ struct peer {
     unsigned waiting;         /* requests whose reply waits for it */
     uint64_t barrier_acked;   /* every frame before this seq is durable there */
     uint64_t clean_seq, done_seq;
+    /* the current id it is known to hold: a drop makes that its bitmap id
+     * (an id change it did not confirm is one it may not have) */
+    uint64_t gen_confirmed, gen_sent, gen_barrier;
     bool clean_acked;
     uint64_t sent_bytes, acked_bytes, trimmed_bytes, zeroed_bytes, sent_reqs, acked_reqs;
     uint64_t unacked;         /* frames sent that await their ACK_WRITE */

@@ -366,6 +366,10 @@ void sender_link_up(struct peer *p)
 
 void sender_link_down(struct peer *p)
 {
+    /* its bits count from the id it is known to hold */
+    if (p->slot >= 0 && !N.meta->peer_bitmap_gen[p->slot])
+        N.meta->peer_bitmap_gen[p->slot] = p->gen_confirmed ? p->gen_confirmed
+                                                             : N.meta->current_gen;
     /* what it may not have on disk: every write after its last confirmed
      * barrier goes into its bitmap */
     if (p->slot >= 0)
@@ -392,8 +396,12 @@ void sender_send_gen(void)
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct peer *p = &N.peers[i];
         /* in sync: it takes our id; a sync target takes it when done */
-        if (p->used && peer_sending(p) && p->rs == PR_ESTABLISHED)
+        if (p->used && peer_sending(p) && p->rs == PR_ESTABLISHED) {
             link_send_state(p, ST_GEN, N.meta->current_gen);
+            /* confirmed by the barrier after it */
+            p->gen_sent = N.meta->current_gen;
+            p->gen_barrier = sender_barrier(p, 0, 0);
+        }
     }
 }
 
@@ -510,6 +518,10 @@ static int sender_on_ack(struct peer *p, const struct repl_hdr *h)
         if (h->seq > p->barrier_acked || p->barrier_acked == UINT64_MAX)
             p->barrier_acked = h->seq;
         tl_retire();
+        if (p->gen_barrier && h->seq >= p->gen_barrier) {
+            p->gen_confirmed = p->gen_sent;
+            p->gen_barrier = 0;
+        }
         if (p->done_seq && h->seq == p->done_seq) {
             /* the resync is complete and durable there */
             struct resync *rs = &p->sync;
@@ -597,8 +609,11 @@ void sender_sync_start(struct peer *p, enum resync_kind kind, const char *reason
     /* the target marks itself Inconsistent and takes the id its bitmap
      * counts from, so an interrupted sync resumes by bitmap */
     uint64_t base = N.meta->peer_bitmap_gen[p->slot];
-    if (!sender_barrier(p, RF_SYNC_START, base))
+    uint64_t seq = sender_barrier(p, RF_SYNC_START, base);
+    if (!seq)
         return;
+    p->gen_sent = base;
+    p->gen_barrier = seq;
     p->rs = PR_SYNC_SOURCE;
     p->disk = DS_INCONSISTENT;
     p->done_seq = 0;
@@ -668,6 +683,8 @@ static uint64_t queue_done(void *peer)
     gen_bitmap_clear(N.meta, p->slot);
     node_save_meta("the end of a resync");
     p->done_seq = seq;
+    p->gen_sent = N.meta->current_gen;
+    p->gen_barrier = seq;
     return seq;
 }
 

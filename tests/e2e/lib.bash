@@ -144,6 +144,7 @@ declare -A NODE_PID
 start_node() {
     local name=$1 host=$2 disk=$3
     shift 3
+    rm -f "$T/$name.ctl" # one a killed node left behind would look ready
     # shellcheck disable=SC2046
     ip netns exec "$(ns "$host")" $(engine_cmd) "$disk" --control "$T/$name.ctl" "$@" \
         2>>"$T/$name.log" &
@@ -189,6 +190,30 @@ wait_peers() {
     done
     status_json "$1"
     fail "$1: fewer than $2 peers established"
+}
+
+# wait_sock PATH: a Unix socket appears (5 s at most)
+wait_sock() {
+    for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; done
+    fail "no socket $1"
+}
+
+# wait_synced NAME [N] [SECONDS]: N peers (default 1) of NAME are Connected,
+# Established, UpToDate and nothing out of sync (60 s at most)
+wait_synced() {
+    local n=${2:-1} secs=${3:-60} got
+    for _ in $(seq $((secs * 10))); do
+        got=$(status_json "$1" | "$PY" -c 'import json,sys; print(sum(p["replication"] == "Established" and p["peer_disk"] == "UpToDate" and p["out_of_sync_bytes"] == 0 for p in json.load(sys.stdin)["peers"]))')
+        [ "$got" -ge "$n" ] && return 0
+        sleep 0.1
+    done
+    "$NBDM" status --control "$T/$1.ctl"
+    fail "$1: fewer than $n peers in sync after $secs s"
+}
+
+# jfield NAME EXPR: a Python expression over the status s (p = its first peer)
+jfield() {
+    status_json "$1" | "$PY" -c "import json,sys; s = json.load(sys.stdin); p = (s['peers'] or [{}])[0]; print($2)"
 }
 
 # data_equal A B: the data areas (DATA_SIZE bytes) of two disk images are identical

@@ -49,6 +49,13 @@ static void test_rows(void)
     /* equal ids: nothing */
     a = view(1, 0x100, 0, DS_UPTODATE, false);
     CHECK(decide(&a, &b) == GD_NONE);
+    /* equal ids, but blocks marked for the other side (an id change it
+     * never confirmed, a crashed primary's log): bitmap from that side */
+    b.bits = 12; /* b is the primary */
+    CHECK(decide(&b, &a) == GD_BITMAP_SOURCE && strstr(why, "marked"));
+    a.bits = 3;
+    CHECK(decide(&a, &b) == GD_SPLIT_BRAIN);
+    a.bits = b.bits = 0;
     /* equal ids and an Inconsistent disk: full sync to it */
     a.disk = DS_INCONSISTENT;
     CHECK(decide(&a, &b) == GD_FULL_TARGET);
