@@ -209,10 +209,15 @@ void al_free(struct al *a);
 /* Takes one reference on every extent of [off, off + len) if all of them are
  * hot (durably recorded): true. Otherwise the missing ones are queued to be
  * recorded by the next transaction (evicting unused ones), nothing is held,
- * and false: try again once al_done_gen passes the returned generation.
- * *starved: the set is full of extents in use (wait for references to go). */
+ * and false: try again once that transaction is durable (al_committed).
+ * *starved: the set is full of extents in use (wait for references to go).
+ * A request wider than half the set may grow it past cap (up to AL_MAX, as
+ * many as a 4 GiB trim needs); it shrinks back as extents go idle. */
 bool al_begin(struct al *a, uint64_t off, uint64_t len, bool *starved);
 void al_end(struct al *a, uint64_t off, uint64_t len);
+/* A set grown past cap forgets idle extents until it is back to cap (call
+ * before writing the bitmap pages of al->gone and encoding). */
+void al_shrink(struct al *a);
 /* A transaction is due (al_encode writes it). */
 static inline bool al_due(const struct al *a) { return a->changed; }
 /* Encodes the next transaction (the whole set, pending extents included)

@@ -31,11 +31,13 @@ int al_init(struct al *a, unsigned cap)
     memset(a, 0, sizeof *a);
     a->cap = cap;
     a->hash_size = 1;
-    while (a->hash_size < 2 * cap)
+    while (a->hash_size < 2 * AL_MAX)
         a->hash_size <<= 1;
-    a->e = calloc(cap, sizeof *a->e);
+    /* room for AL_MAX: one request larger than the set may grow it (a trim
+     * of a whole disk); the set shrinks back to cap as extents go idle */
+    a->e = calloc(AL_MAX, sizeof *a->e);
     a->hash = calloc(a->hash_size, sizeof *a->hash);
-    a->gone = calloc(cap, sizeof *a->gone);
+    a->gone = calloc(AL_MAX, sizeof *a->gone);
     if (!a->e || !a->hash || !a->gone) {
         al_free(a);
         return -ENOMEM;
@@ -100,32 +102,35 @@ static void forget(struct al *a, struct al_entry *e)
     e->used = false;
     a->used--;
     a->changed = a->dropped = true;
-    if (a->ngone < a->cap) /* more than cap between two encodes cannot be: */
+    if (a->ngone < AL_MAX) /* more than that between two encodes cannot be: */
         a->gone[a->ngone++] = e->ext; /* each needs an entry made free */
 }
 
 /* A free entry, forgetting the least recently used idle hot extent if the
- * set is full; NULL if every entry is in use or on its way in. */
-static struct al_entry *take_entry(struct al *a)
+ * set is full (or grown past cap); NULL if every entry is in use or on its
+ * way in, unless grow: then the set may exceed cap, up to AL_MAX. */
+static struct al_entry *take_entry(struct al *a, bool grow)
 {
-    if (a->used == a->cap) {
+    if (a->used >= a->cap) {
         struct al_entry *v = a->lru_tail;
         while (v && (v->refs || v->hot_gen > a->done_gen))
             v = v->prev;
-        if (!v)
+        if (v) {
+            forget(a, v);
+            return v;
+        }
+        if (!grow || a->used >= AL_MAX)
             return NULL;
-        forget(a, v);
-        return v;
     }
-    for (unsigned i = 0; i < a->cap; i++)
+    for (unsigned i = 0; i < AL_MAX; i++)
         if (!a->e[i].used)
             return &a->e[i];
     return NULL;
 }
 
-static struct al_entry *add(struct al *a, uint32_t ext)
+static struct al_entry *add(struct al *a, uint32_t ext, bool grow)
 {
-    struct al_entry *e = take_entry(a);
+    struct al_entry *e = take_entry(a, grow);
     if (!e)
         return NULL;
     *e = (struct al_entry){ .ext = ext, .used = true, .hot_gen = a->commit_gen + 1 };
@@ -143,11 +148,13 @@ bool al_begin(struct al *a, uint64_t off, uint64_t len, bool *starved)
 {
     uint32_t first = off >> AL_EXTENT_SHIFT, last = (off + (len ? len : 1) - 1) >> AL_EXTENT_SHIFT;
     bool ready = true;
+    /* a request wider than half the set could wait for ever: it may grow it */
+    bool grow = last - first + 1 > a->cap / 2;
 
     *starved = false;
     for (uint32_t x = first; x <= last; x++) {
         struct al_entry *e = find(a, x);
-        if (!e && !(e = add(a, x))) {
+        if (!e && !(e = add(a, x, grow))) {
             *starved = true;
             return false;
         }
@@ -165,13 +172,22 @@ bool al_begin(struct al *a, uint64_t off, uint64_t len, bool *starved)
     return true;
 }
 
+void al_shrink(struct al *a)
+{
+    for (struct al_entry *v = a->lru_tail, *prev; v && a->used > a->cap; v = prev) {
+        prev = v->prev;
+        if (!v->refs && v->hot_gen <= a->done_gen)
+            forget(a, v);
+    }
+}
+
 void al_end(struct al *a, uint64_t off, uint64_t len)
 {
     uint32_t first = off >> AL_EXTENT_SHIFT, last = (off + (len ? len : 1) - 1) >> AL_EXTENT_SHIFT;
     for (uint32_t x = first; x <= last; x++) {
         struct al_entry *e = find(a, x);
-        if (e && e->refs)
-            e->refs--;
+        if (e && e->refs && !--e->refs && a->used > a->cap)
+            a->changed = true; /* a grown set shrinks at the next transaction */
     }
 }
 

@@ -278,6 +278,7 @@ static void al_commit(void)
 
     if (!N.al_on || !al_due(&N.al) || N.al_writing || N.meta_failed)
         return;
+    al_shrink(&N.al); /* after a wide request: back to its size */
     for (unsigned i = 0; i < N.al.ngone; i++) {
         uint64_t first = ((uint64_t)N.al.gone[i] << AL_EXTENT_SHIFT) / META_BM_BLOCK;
         uint64_t last = first + AL_EXTENT / META_BM_BLOCK - 1;

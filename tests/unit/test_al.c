@@ -18,6 +18,7 @@ static uint8_t area[META_AL_SIZE];
 /* writes the next transaction into area, as the node would */
 static void commit(struct al *a)
 {
+    /* (the node writes the bitmap pages of a->gone here) */
     uint8_t buf[META_AL_SIZE / 2];
     uint64_t off;
     uint32_t n = al_encode(a, buf, &off);
@@ -141,8 +142,49 @@ static void test_halves_and_replay(void)
     al_free(&b);
 }
 
+/* a request wider than the set (a trim of a whole disk) grows it rather
+ * than wait for ever; the set shrinks back to its size as extents go idle */
+static void test_wide(void)
+{
+    struct al a;
+    bool starved;
+
+    al_init(&a, AL_MIN);
+    for (uint32_t x = 0; x < AL_MIN; x++) /* full, every extent in use */
+        al_begin(&a, (uint64_t)x * AL_EXTENT, 1, &starved);
+    commit(&a);
+    for (uint32_t x = 0; x < AL_MIN; x++)
+        CHECK(al_begin(&a, (uint64_t)x * AL_EXTENT, 1, &starved));
+    CHECK(!al_begin(&a, 1000ull * AL_EXTENT, 1, &starved) && starved); /* narrow: waits */
+    uint64_t wide = 256ull * AL_EXTENT;                                 /* 1 GiB */
+    CHECK(!al_begin(&a, 2000ull * AL_EXTENT, wide, &starved) && !starved);
+    commit(&a);
+    CHECK(al_begin(&a, 2000ull * AL_EXTENT, wide, &starved));
+    CHECK(a.used == AL_MIN + 256);
+    uint32_t ext[AL_MAX];
+    unsigned n, half;
+    uint64_t seq;
+    const char *why;
+    CHECK(al_decode(area, ext, AL_MAX, &n, &seq, &half, &why) == 0 && n == AL_MIN + 256);
+    /* all idle now: new extents take the place of old ones, one for one,
+     * until the set is back to its size */
+    al_end(&a, 2000ull * AL_EXTENT, wide);
+    for (uint32_t x = 0; x < AL_MIN; x++)
+        al_end(&a, (uint64_t)x * AL_EXTENT, 1);
+    for (uint32_t x = 5000; x < 5010; x++)
+        al_begin(&a, (uint64_t)x * AL_EXTENT, 1, &starved);
+    commit(&a);
+    CHECK(a.used == AL_MIN + 256); /* replaced, not added */
+    al_shrink(&a);
+    CHECK(a.used == AL_MIN && a.ngone > 0 && al_due(&a));
+    commit(&a);
+    CHECK(al_decode(area, ext, AL_MAX, &n, &seq, &half, &why) == 0 && n == AL_MIN);
+    al_free(&a);
+}
+
 int main(void)
 {
+    test_wide();
     test_hot_and_refs();
     test_halves_and_replay();
     return check_summary();
