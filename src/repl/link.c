@@ -32,16 +32,24 @@ const char *peer_repl_name(enum peer_repl rs)
     return rs <= PR_SPLIT_BRAIN ? names[rs] : "Off";
 }
 
+/* Our stream goes to p: we are primary and it is in sync (or being
+ * verified), or we are its sync source (primary or not). */
 bool peer_sending(const struct peer *p)
 {
-    return N.primary && p->st == LK_UP && !p->primary &&
-           (p->rs == PR_ESTABLISHED || p->rs == PR_SYNC_SOURCE || p->rs == PR_VERIFY);
+    if (p->st != LK_UP || p->primary)
+        return false;
+    return p->rs == PR_SYNC_SOURCE ||
+           (N.primary && (p->rs == PR_ESTABLISHED || p->rs == PR_VERIFY));
 }
 
+/* p's stream comes to us: it is primary and we are in sync, or it is our
+ * sync source. */
 bool peer_receiving(const struct peer *p)
 {
-    return p->st == LK_UP && p->primary &&
-           (p->rs == PR_ESTABLISHED || p->rs == PR_PAUSED_TARGET || p->rs == PR_SYNC_TARGET);
+    if (p->st != LK_UP)
+        return false;
+    return p->rs == PR_PAUSED_TARGET || p->rs == PR_SYNC_TARGET ||
+           (p->primary && p->rs == PR_ESTABLISHED);
 }
 
 int link_frame(struct peer *p, uint8_t type, uint16_t flags, uint64_t seq, uint32_t epoch,
@@ -312,11 +320,10 @@ static enum resync_kind kind_of(enum gen_decision d)
     return d == GD_FULL_SOURCE ? RK_FULL : RK_BITMAP;
 }
 
-/* A sync we are the source of can start: we are primary and the target's
- * bitmap is here. */
+/* A sync we are the source of can start: the target's bitmap is here. */
 static void maybe_start_sync(struct peer *p)
 {
-    if (p->rs != PR_PAUSED_SOURCE || !p->bm_in_done || !N.primary || p->st != LK_UP)
+    if (p->rs != PR_PAUSED_SOURCE || !p->bm_in_done || p->st != LK_UP)
         return;
     p->rs = PR_ESTABLISHED; /* takes the stream from here on */
     sender_link_up(p);
@@ -339,6 +346,16 @@ static void decide(struct peer *p)
     memcpy(me.history, N.meta->history_gen, sizeof me.history);
     enum gen_decision d = gen_decide(&me, &p->gens, &why);
     p->decision = d;
+    if (d == GD_BITMAP_TARGET || d == GD_FULL_TARGET) {
+        /* one source at a time (and a primary's stream is one) */
+        for (int i = 0; i < REPL_MAX_PEERS; i++) {
+            const struct peer *q = &N.peers[i];
+            if (q != p && q->used && peer_receiving(q)) {
+                refuse(p, "it has data we lack, but another node is our source now", false);
+                return;
+            }
+        }
+    }
     if (N.discard_my_data && d != GD_REFUSED)
         N.discard_my_data = false; /* used (or not needed): once */
     switch (d) {
@@ -384,9 +401,7 @@ static void decide(struct peer *p)
         break;
     case GD_BITMAP_SOURCE:
     case GD_FULL_SOURCE:
-        p->rs = PR_PAUSED_SOURCE;
-        if (!N.primary)
-            log_info("peer %s: the resync waits until this node is primary", p->addr);
+        p->rs = PR_PAUSED_SOURCE; /* until its bitmap is here */
         break;
     case GD_BITMAP_TARGET:
     case GD_FULL_TARGET:

@@ -353,17 +353,30 @@ static int replay_activity_log(void)
 
 /* ---- roles ---- */
 
-static void become_primary(void)
+/* at_start: serve --role primary (nobody is connected yet: the new id waits
+ * for the first write); else a promotion, which moves on from every node
+ * not connected now, as DRBD does: one promoted while apart counts as a
+ * change even before it writes (so after-sb-0pri sees it). */
+static void become_primary(bool at_start)
 {
+    uint32_t lost = node_lost_slots();
     N.meta->flags |= META_F_PRIMARY; /* the log is live: a crash from now on replays it */
     N.meta->primary_since = wall_ms();
+    bool rotated = !at_start && lost;
+    if (rotated) {
+        gen_rotate(N.meta, lost);
+        log_info("new generation id %016llx (primary without every peer)",
+                 (unsigned long long)N.meta->current_gen);
+    }
     node_save_meta("the role");
     N.al_on = true;
     N.primary = true;
-    N.rotate_pending = true; /* nodes away now must not look equal after our writes */
+    N.rotate_pending = at_start; /* nodes away now must not look equal after our writes */
     sender_start();
     link_role_changed();
     link_start_pending_syncs();
+    if (rotated)
+        sender_send_gen(); /* the peers in sync take it */
     if (N.hooks && N.hooks->role_changed)
         N.hooks->role_changed(true);
 }
@@ -377,17 +390,11 @@ static void become_secondary(void)
         struct peer *p = &N.peers[i];
         if (!p->used || p->st != LK_UP)
             continue;
-        if (p->sync.active && p->sync.kind != RK_VERIFY) {
-            /* the sync goes on when we are primary again: its bits stay */
-            resync_abort(&p->sync);
-            p->rs = PR_PAUSED_SOURCE;
-            p->bm_in_done = true;
-        } else if (p->sync.active) {
+        /* a resync goes on (a secondary may be a source); a verify ends */
+        if (p->sync.active && p->sync.kind == RK_VERIFY) {
             resync_abort(&p->sync);
             p->rs = PR_ESTABLISHED;
         }
-        if (p->rs == PR_ESTABLISHED)
-            sender_link_down(p);
     }
     node_flush_bitmaps();
     N.al_on = false;
@@ -450,13 +457,14 @@ int repl_start(const struct repl_node_init *init, const struct repl_config *cfg,
             node_set_disk(DS_UPTODATE);
         }
     }
+    sender_init();
     int r = link_start();
     if (r < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, strerror(-r));
         return -1;
     }
     if (primary)
-        become_primary();
+        become_primary(true);
     return 0;
 }
 
@@ -618,7 +626,7 @@ int repl_promote(bool force, char *msg, size_t len)
         gen_rotate(N.meta, node_lost_slots());
         node_set_disk(DS_UPTODATE);
     }
-    become_primary();
+    become_primary(false);
     log_info("promoted: primary now");
     snprintf(msg, len, "primary now");
     return 0;

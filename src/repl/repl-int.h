@@ -200,7 +200,8 @@ void link_stop(void);
 const char *peer_repl_name(enum peer_repl rs);
 
 /* ---- sender.c ---- */
-void sender_start(void);                         /* becoming primary */
+void sender_init(void);                          /* at start: resync, sequence */
+void sender_start(void);                         /* becoming primary: client writes */
 void sender_stop(void);                          /* no longer primary */
 bool sender_idle(void);                          /* nothing in flight or held */
 void sender_retry(void);                         /* held writes may try again */

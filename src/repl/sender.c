@@ -405,23 +405,22 @@ void sender_send_gen(void)
     }
 }
 
-void sender_start(void)
+void sender_init(void)
 {
-    static const struct resync_env *env_set;
     static struct resync_env env;
-    if (!env_set) {
-        env = (struct resync_env){
+    env = (struct resync_env){
             .data_size = N.self.data_size, .rate = N.cfg.resync_rate, .dev = N.self.dev,
             .io = N.self.io, .queue_data = queue_data, .queue_hash = queue_hash,
             .may_queue = may_queue, .queue_done = queue_done, .verified = sync_verified,
             .failed = sync_failed,
-        };
-        resync_init(&env);
-        env_set = &env;
-    }
+    };
+    resync_init(&env);
+    T.epoch = 1;
+}
+
+void sender_start(void)
+{
     T.on = true;
-    if (!T.epoch)
-        T.epoch = 1;
     req_set_stream(&stream);
 }
 
@@ -454,7 +453,7 @@ void sender_tick(void)
     tl_retire();
     /* bound the transfer log: a barrier when many writes (or old ones)
      * are not yet confirmed durable by every link */
-    if (T.on && T.tl_tail < T.tl_head && T.last_barrier < T.seq) {
+    if (T.tl_tail < T.tl_head && T.last_barrier < T.seq) {
         struct tl_ent *e = tl_at(T.tl_tail);
         if (T.tl_head - T.tl_tail >= TL_BARRIER_AT || (uint32_t)now - e->born > TL_BARRIER_MS) {
             for (int i = 0; i < REPL_MAX_PEERS; i++)
