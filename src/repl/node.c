@@ -704,6 +704,6 @@ int repl_invalidate(char *msg, size_t len)
     for (int i = 0; i < REPL_MAX_PEERS; i++)
         if (N.peers[i].used && N.peers[i].st != LK_IDLE)
             peer_drop(&N.peers[i], "invalidated: deciding again");
-    snprintf(msg, len, "invalidated: a full sync follows when a peer with UpToDate data is primary");
+    snprintf(msg, len, "invalidated: a full sync from a peer follows");
     return 0;
 }

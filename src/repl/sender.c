@@ -603,8 +603,8 @@ void sender_sync_start(struct peer *p, enum resync_kind kind, const char *reason
                  (unsigned long long)(N.self.data_size >> 20));
         return;
     }
-    if (kind == RK_BITMAP && N.cfg.resync_csums)
-        kind = RK_CSUM;
+    if ((kind == RK_BITMAP || kind == RK_FULL) && N.cfg.resync_csums)
+        kind = RK_CSUM; /* every block marked, only those that differ move */
     /* the target marks itself Inconsistent and takes the id its bitmap
      * counts from, so an interrupted sync resumes by bitmap */
     uint64_t base = N.meta->peer_bitmap_gen[p->slot];
