@@ -165,6 +165,8 @@ void stream_flush(struct stream *s);
 void stream_flush_dirty(void);
 bool stream_any_dirty(void);
 
+/* Bytes queued here plus those the socket has not had acknowledged yet. */
+uint64_t stream_backlog(const struct stream *s);
 static inline unsigned stream_queued(const struct stream *s) { return s->q_count; }
 static inline uint64_t stream_queued_bytes(const struct stream *s) { return s->q_bytes; }
 

@@ -39,8 +39,9 @@ enum repl_type {
     RT_TRIM,        /* offset u64 + length u32 */
     RT_ZERO,        /* offset u64 + length u32; flags: RF_NO_HOLE */
     RT_BARRIER,     /* closes `epoch`: everything before it is on disk before
-                     * the ack; payload: an optional generation id (u64) for
-                     * RF_SYNC_START / RF_SYNC_DONE */
+                     * the ack, nothing after it starts before that (with
+                     * RF_CONFIRM only the first); payload: an optional
+                     * generation id (u64) for RF_SYNC_START / RF_SYNC_DONE */
     RT_ACK_RECV,    /* protocol B: seq arrived */
     RT_ACK_WRITE,   /* seq is on the peer's disk; aux = errno or 0; epoch = its
                      * byte count; flags = the acked frame's type << 8, plus
@@ -65,6 +66,8 @@ enum repl_type {
 #define RF_CLEAN      (1u << 5) /* BARRIER: the primary stops or demotes, all is sent */
 #define RF_LAST       (1u << 6) /* BITMAP: the last piece */
 #define RF_VERIFY     (1u << 7) /* CSUM_REQ/REPLY: online verify */
+#define RF_CONFIRM    (1u << 8) /* BARRIER: only confirm that everything before it
+                                 * is durable; later frames need not wait */
 
 enum repl_state_kind {
     ST_ROLE = 1,    /* value: enum repl_role, the sender's role from now on */

@@ -26,7 +26,7 @@
 #define RESYNC_CHUNK (1u << 20)
 #define RESYNC_CHUNKS 64             /* chunks per peer at once */
 #define RESYNC_INFLIGHT (8u << 20)   /* bytes per peer read or queued at once */
-#define RESYNC_YIELD (1u << 20)      /* ... while clients write */
+#define RESYNC_YIELD (256u << 10)    /* ... ahead of client writes on the link */
 
 enum resync_kind { RK_BITMAP, RK_FULL, RK_CSUM, RK_VERIFY };
 

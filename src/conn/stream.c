@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -482,4 +484,13 @@ int stream_write(struct stream *s, const void *p, uint32_t len)
         s->blob_items++;
     }
     return r;
+}
+
+uint64_t stream_backlog(const struct stream *s)
+{
+    int n = 0;
+    /* what the kernel holds too: a frame queued now waits behind all of it */
+    if (s->fd >= 0 && ioctl(s->fd, SIOCOUTQ, &n) < 0)
+        n = 0;
+    return s->q_bytes + (n > 0 ? (uint64_t)n : 0);
 }

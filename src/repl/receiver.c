@@ -81,6 +81,8 @@ static void zero_fill(struct rx_op *o)
     io_queue(N.self.io, &o->io);
 }
 
+static void confirm_check(struct peer *p);
+
 static void op_finish(struct rx_op *o)
 {
     struct peer *p = o->p;
@@ -90,6 +92,47 @@ static void op_finish(struct rx_op *o)
         o->buf = NULL;
     }
     p->rx.inflight--;
+    if (p->rx.nconfirm)
+        confirm_check(p);
+}
+
+/* ---- confirm barriers: durable before acked, without stopping the stream ---- */
+
+static void confirm_done(struct io_cmd *cmd, int res)
+{
+    struct rx_op *c = (struct rx_op *)((char *)cmd - offsetof(struct rx_op, io));
+    struct peer *p = c->p;
+    uint64_t seq = c->seq;
+    uint32_t epoch = c->len;
+
+    /* the oldest one is always the one flushing: drop it from the front */
+    memmove(&p->rx.confirm[0], &p->rx.confirm[1], --p->rx.nconfirm * sizeof p->rx.confirm[0]);
+    p->rx.inflight--;
+    if (!p->s || p->s->dead)
+        return;
+    if (res < 0) {
+        log_err("flush for a replication confirm failed: %s", strerror(-res));
+        if (disk_failed("a replicated flush failed") < 0)
+            return;
+    }
+    ack(p, RT_BARRIER_ACK, 0, seq, epoch, res < 0 ? -res : 0, NULL, 0);
+    confirm_check(p);
+    link_resume(p);
+}
+
+/* The oldest confirm flushes once no op that started before it is busy. */
+static void confirm_check(struct peer *p)
+{
+    struct rx_op *c = &p->rx.confirm[0];
+    if (!p->rx.nconfirm || c->step)
+        return;
+    for (int i = 0; i < RX_OPS; i++)
+        if (p->rx.ops[i].busy && p->rx.ops[i].cgen < c->cgen)
+            return;
+    c->step = 1;
+    c->io = (struct io_cmd){ .op = IO_FSYNC, .fd = N.self.dev->fd, .cb = confirm_done };
+    p->rx.inflight++; /* the entry is not reused while it runs */
+    io_queue(N.self.io, &c->io);
 }
 
 /* A checksum request: the hashes of our blocks go back. */
@@ -260,6 +303,15 @@ int rx_on_barrier(struct peer *p, const struct repl_hdr *h, const uint8_t *paylo
     struct rx_op *o = &p->rx.barrier;
     if (!may_apply(p))
         return -1;
+    if (h->flags & RF_CONFIRM) {
+        /* only a confirmation: later frames need not wait for it */
+        if (p->rx.barrier_running || p->rx.nconfirm == sizeof p->rx.confirm / sizeof p->rx.confirm[0])
+            return 0;
+        p->rx.confirm[p->rx.nconfirm++] = (struct rx_op){ .p = p, .seq = h->seq, .len = h->epoch,
+                                                          .cgen = ++p->rx.cgen };
+        confirm_check(p);
+        return 1;
+    }
     if (p->rx.inflight || p->rx.barrier_running)
         return 0;
     *o = (struct rx_op){ .p = p, .seq = h->seq, .len = h->epoch, .flags = h->flags,
@@ -318,7 +370,8 @@ int rx_on_csum(struct peer *p, const struct repl_hdr *h, const uint8_t *payload)
     if (!buf)
         return 0;
     *o = (struct rx_op){ .p = p, .seq = h->seq, .off = off, .len = len, .type = h->type,
-                         .flags = h->flags, .busy = true, .step = OP_HASH, .buf = buf };
+                         .flags = h->flags, .busy = true, .step = OP_HASH, .buf = buf,
+                         .cgen = p->rx.cgen };
     o->io = (struct io_cmd){ .op = IO_READ, .buf = buf, .len = len, .off = off,
                              .fd = disk_fd_for(N.self.dev, buf, off, len), .cb = op_done };
     p->rx.inflight++;
@@ -342,7 +395,7 @@ int rx_on_data(struct peer *p, const struct repl_hdr *h, const uint8_t *payload)
     if (p->hello.protocol == 'B' && !(h->flags & RF_RESYNC))
         ack(p, RT_ACK_RECV, 0, h->seq, len, 0, NULL, 0);
     *o = (struct rx_op){ .p = p, .seq = h->seq, .off = off, .len = len, .type = h->type,
-                         .flags = h->flags, .busy = true };
+                         .flags = h->flags, .busy = true, .cgen = p->rx.cgen };
     o->io.cb = op_done;
     o->io.off = off;
     o->io.len = len;
@@ -440,6 +493,8 @@ void rx_closed(struct peer *p)
         p->rx.data = NULL;
     }
     p->rx.frame_waiting = p->rx.buf_waiting = false;
+    /* confirms still waiting are moot; one flushing finishes on its own */
+    p->rx.nconfirm = p->rx.nconfirm && p->rx.confirm[0].step ? 1 : 0;
     if (p->rs == PR_SYNC_TARGET)
         log_warn("resync from %s interrupted; the disk stays Inconsistent until it completes",
                  p->addr);

@@ -47,6 +47,7 @@ struct rx_op {
     struct io_cmd io;
     struct peer *p;
     uint64_t seq, off;
+    uint64_t cgen;            /* confirm barriers seen when it started */
     uint32_t len, done;
     uint8_t type, step;
     uint16_t flags;
@@ -65,9 +66,20 @@ struct rx {
     unsigned inflight;        /* ops in the io engine (the entry is not reused before 0) */
     struct rx_op ops[RX_OPS];
     struct rx_op barrier;
+    /* confirm barriers (RF_CONFIRM): each waits for the ops that started
+     * before it, then a flush; later ops go on meanwhile */
+    uint64_t cgen;            /* confirms dispatched so far */
+    struct rx_op confirm[8];  /* .cgen: its number; .step 0 waiting, 1 flushing */
+    unsigned nconfirm;
     uint64_t rx_bytes, acked_bytes, trimmed_bytes, zeroed_bytes, acked_reqs, resync_rx;
     uint64_t resync_total;    /* bytes the source said it will send (status) */
 };
+
+struct rs_unconfirmed {
+    uint64_t seq, off;
+    uint32_t len;
+};
+#define RSQ_CAP (1u << 16)
 
 struct last_sync {
     char reason[32];
@@ -107,6 +119,10 @@ struct peer {
     uint64_t sent_bytes, acked_bytes, trimmed_bytes, zeroed_bytes, sent_reqs, acked_reqs;
     uint64_t unacked;         /* frames sent that await their ACK_WRITE */
     bool bm_in_done;          /* as a sync source: the target's bitmap is all here */
+    /* resync data sent whose bits were cleared (acknowledged) but that no
+     * barrier has confirmed durable yet: set again if the link drops */
+    struct rs_unconfirmed *rsq;
+    uint64_t rsq_head, rsq_tail, rsq_confirm;
     struct last_sync last;
     uint64_t verify_mismatch;
     /* as a sync target: our bitmap for it, being sent */

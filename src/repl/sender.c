@@ -378,6 +378,11 @@ void sender_link_down(struct peer *p)
             if (e->seq >= p->barrier_acked && e->len)
                 node_bits(p->slot, e->off, e->len);
         }
+    for (; p->rsq_tail < p->rsq_head; p->rsq_tail++) {
+        const struct rs_unconfirmed *u = &p->rsq[p->rsq_tail % RSQ_CAP];
+        node_bits(p->slot, u->off, u->len); /* resync data it may not have kept */
+    }
+    p->rsq_confirm = 0;
     for (unsigned i = 0; i < TABLE && p->waiting; i++)
         if (T.table[i])
             stop_waiting(p, T.table[i], false);
@@ -400,7 +405,7 @@ void sender_send_gen(void)
             link_send_state(p, ST_GEN, N.meta->current_gen);
             /* confirmed by the barrier after it */
             p->gen_sent = N.meta->current_gen;
-            p->gen_barrier = sender_barrier(p, 0, 0);
+            p->gen_barrier = sender_barrier(p, RF_CONFIRM, 0);
         }
     }
 }
@@ -456,10 +461,10 @@ void sender_tick(void)
     if (T.tl_tail < T.tl_head && T.last_barrier < T.seq) {
         struct tl_ent *e = tl_at(T.tl_tail);
         if (T.tl_head - T.tl_tail >= TL_BARRIER_AT || (uint32_t)now - e->born > TL_BARRIER_MS) {
+            /* a confirmation only: the peers go on applying meanwhile */
             for (int i = 0; i < REPL_MAX_PEERS; i++)
                 if (N.peers[i].used && peer_sending(&N.peers[i]))
-                    sender_barrier(&N.peers[i], 0, 0);
-            T.epoch++;
+                    sender_barrier(&N.peers[i], RF_CONFIRM, 0);
             T.last_barrier = T.seq;
         }
     }
@@ -517,6 +522,10 @@ static int sender_on_ack(struct peer *p, const struct repl_hdr *h)
         if (h->seq > p->barrier_acked || p->barrier_acked == UINT64_MAX)
             p->barrier_acked = h->seq;
         tl_retire();
+        while (p->rsq_tail < p->rsq_head && p->rsq[p->rsq_tail % RSQ_CAP].seq < h->seq)
+            p->rsq_tail++; /* durable there */
+        if (p->rsq_confirm && h->seq >= p->rsq_confirm)
+            p->rsq_confirm = 0;
         if (p->gen_barrier && h->seq >= p->gen_barrier) {
             p->gen_confirmed = p->gen_sent;
             p->gen_barrier = 0;
@@ -627,16 +636,20 @@ static bool queue_data(void *peer, struct resync_chunk *c, uint64_t off, uint32_
     struct peer *p = peer;
     uint8_t extra[8];
 
-    if (p->st != LK_UP || T.tl_head - T.tl_tail >= TL_CAP)
+    if (p->st != LK_UP || p->rsq_head - p->rsq_tail >= RSQ_CAP)
+        return false;
+    if (!p->rsq && !(p->rsq = malloc(RSQ_CAP * sizeof *p->rsq)))
         return false;
     put_be64(extra, off);
     uint64_t seq = ++T.seq;
     if (!frame_or_drop(p, RT_WRITE, RF_RESYNC, seq, extra, 8, c->buf + (off - c->off), len,
                        chunk_frame_done, c))
         return false;
-    /* remembered like a client write: if the link drops before a barrier
-     * confirms it, its range is set again */
-    tl_append(seq, off, len, TE_LOCAL);
+    /* its bits are cleared when acknowledged; if the link drops before a
+     * barrier confirms it durable, its range is set again */
+    p->rsq[p->rsq_head++ % RSQ_CAP] = (struct rs_unconfirmed){ .seq = seq, .off = off, .len = len };
+    if (p->rsq_head - p->rsq_tail >= RSQ_CAP / 4 && !p->rsq_confirm)
+        p->rsq_confirm = sender_barrier(p, RF_CONFIRM, 0);
     return true;
 }
 
@@ -654,18 +667,18 @@ static bool queue_hash(void *peer, struct resync_chunk *c, bool verify)
                          NULL, NULL);
 }
 
-/* The controller: a sync never queues more than RESYNC_YIELD bytes ahead
- * of client writes while clients write (a client write waits behind what
- * is queued), and runs at full speed otherwise. */
+/* The controller: while clients write, a client write never finds more
+ * than about RESYNC_YIELD bytes of resync data ahead of it on the link (in
+ * our queue and the socket's: it waits behind all of it), and the sync runs
+ * at full speed otherwise. */
 static bool may_queue(void *peer, uint32_t bytes)
 {
     struct peer *p = peer;
-    /* a resync frame takes a transfer log entry too: leave room for clients */
-    if (p->st != LK_UP || T.tl_head - T.tl_tail >= TL_CAP / 2)
+    if (p->st != LK_UP || p->rsq_head - p->rsq_tail >= RSQ_CAP)
         return false;
     if (N.cfg.no_resync_control || !sender_client_busy())
         return bytes <= RESYNC_INFLIGHT;
-    return bytes <= RESYNC_YIELD && stream_queued_bytes(p->s) < RESYNC_YIELD;
+    return bytes <= RESYNC_YIELD + RESYNC_CHUNK && stream_backlog(p->s) < RESYNC_YIELD;
 }
 
 static uint64_t queue_done(void *peer)

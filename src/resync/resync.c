@@ -142,10 +142,20 @@ static void read_done(struct io_cmd *cmd, int res)
         return;
     }
     if (rs->kind == RK_BITMAP || rs->kind == RK_FULL) {
+        /* each run of marked blocks in it, as they are marked now */
+        uint64_t first = c->off / BLOCK, end = (c->off + c->len + BLOCK - 1) / BLOCK;
         c->st = CK_QUEUED; /* unlocked: writes parked on it follow it in the stream */
         R.unlocked = true;
-        if (!queue_run(c, c->off / BLOCK, (c->len + BLOCK - 1) / BLOCK) && c->frames == 0)
-            chunk_free(c);
+        c->frames++; /* held while its frames are queued */
+        for (uint64_t b = bm_next_set(rs->bm, first); b < end; b = bm_next_set(rs->bm, b)) {
+            uint64_t e = bm_next_clear(rs->bm, b);
+            if (e > end)
+                e = end;
+            if (!queue_run(c, b, e - b))
+                break;
+            b = e;
+        }
+        resync_frame_done(c, false);
         return;
     }
     /* checksum and verify: our hashes, then the peer's */
@@ -242,6 +252,22 @@ static bool next_run(struct resync *rs, uint64_t *off, uint32_t *len)
         last = bm_next_clear(bm, first);
         if (last - first > RESYNC_CHUNK / BLOCK)
             last = first + RESYNC_CHUNK / BLOCK;
+        if (rs->kind != RK_CSUM) {
+            /* runs close together in one stripe: one read of their span, a
+             * frame per run, as long as at least half of what is read is
+             * marked (a read per small run costs more than its bytes; a
+             * span mostly unmarked costs reads of what needs no copy) */
+            uint64_t end = (first * BLOCK / RESYNC_CHUNK + 1) * (RESYNC_CHUNK / BLOCK);
+            uint64_t marked = last - first;
+            for (uint64_t n = bm_next_set(bm, last); n < end && n < bm->nbits;
+                 n = bm_next_set(bm, last)) {
+                uint64_t e = bm_next_clear(bm, n) < end ? bm_next_clear(bm, n) : end;
+                if (2 * (marked + e - n) < e - first)
+                    break;
+                marked += e - n;
+                last = e;
+            }
+        }
     }
     if (last > bm->nbits)
         last = bm->nbits;
