@@ -26,7 +26,8 @@
 #define RESYNC_CHUNK (1u << 20)
 #define RESYNC_CHUNKS 64             /* chunks per peer at once */
 #define RESYNC_INFLIGHT (8u << 20)   /* bytes per peer read or queued at once */
-#define RESYNC_YIELD (256u << 10)    /* ... ahead of client writes on the link */
+#define RESYNC_YIELD (128u << 10)    /* ... ahead of client writes on the link, */
+#define RESYNC_SMALL (32u << 10)     /* ... in chunks this small */
 
 enum resync_kind { RK_BITMAP, RK_FULL, RK_CSUM, RK_VERIFY };
 
@@ -71,8 +72,8 @@ struct resync_env {
     bool (*queue_data)(void *peer, struct resync_chunk *c, uint64_t off, uint32_t len);
     /* ask the peer for hashes of chunk c (sets c->seq); false: gone */
     bool (*queue_hash)(void *peer, struct resync_chunk *c, bool verify);
-    /* the controller: may bytes more be queued to the peer now? */
-    bool (*may_queue)(void *peer, uint32_t bytes);
+    /* the controller: how large the next chunk may be now (0: none yet) */
+    uint32_t (*budget)(void *peer, uint32_t inflight);
     /* queue the barrier that ends a sync; its sequence number, 0 if gone */
     uint64_t (*queue_done)(void *peer);
     void (*verified)(void *peer);                 /* a verify walked everything */

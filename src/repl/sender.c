@@ -56,7 +56,7 @@ static struct {
 
 static bool queue_data(void *peer, struct resync_chunk *c, uint64_t off, uint32_t len);
 static bool queue_hash(void *peer, struct resync_chunk *c, bool verify);
-static bool may_queue(void *peer, uint32_t bytes);
+static uint32_t budget(void *peer, uint32_t inflight);
 static uint64_t queue_done(void *peer);
 static void sync_verified(void *peer);
 static void sync_failed(void *peer, const char *why);
@@ -416,7 +416,7 @@ void sender_init(void)
     env = (struct resync_env){
             .data_size = N.self.data_size, .rate = N.cfg.resync_rate, .dev = N.self.dev,
             .io = N.self.io, .queue_data = queue_data, .queue_hash = queue_hash,
-            .may_queue = may_queue, .queue_done = queue_done, .verified = sync_verified,
+            .budget = budget, .queue_done = queue_done, .verified = sync_verified,
             .failed = sync_failed,
     };
     resync_init(&env);
@@ -669,16 +669,16 @@ static bool queue_hash(void *peer, struct resync_chunk *c, bool verify)
 
 /* The controller: while clients write, a client write never finds more
  * than about RESYNC_YIELD bytes of resync data ahead of it on the link (in
- * our queue and the socket's: it waits behind all of it), and the sync runs
- * at full speed otherwise. */
-static bool may_queue(void *peer, uint32_t bytes)
+ * our queue and the socket's: it waits behind all of it), sent in small
+ * chunks; otherwise the sync runs at full speed. */
+static uint32_t budget(void *peer, uint32_t inflight)
 {
     struct peer *p = peer;
     if (p->st != LK_UP || p->rsq_head - p->rsq_tail >= RSQ_CAP)
-        return false;
+        return 0;
     if (N.cfg.no_resync_control || !sender_client_busy())
-        return bytes <= RESYNC_INFLIGHT;
-    return bytes <= RESYNC_YIELD + RESYNC_CHUNK && stream_backlog(p->s) < RESYNC_YIELD;
+        return inflight < RESYNC_INFLIGHT ? RESYNC_CHUNK : 0;
+    return inflight + stream_backlog(p->s) < RESYNC_YIELD ? RESYNC_SMALL : 0;
 }
 
 static uint64_t queue_done(void *peer)

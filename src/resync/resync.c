@@ -234,8 +234,9 @@ static bool stripes_idle(uint64_t off, uint32_t len)
     return true;
 }
 
-/* The next run to copy from the cursor on: false when the pass is over. */
-static bool next_run(struct resync *rs, uint64_t *off, uint32_t *len)
+/* The next run to copy from the cursor on (at most max bytes): false when
+ * the pass is over. */
+static bool next_run(struct resync *rs, uint32_t max, uint64_t *off, uint32_t *len)
 {
     const struct bitmap *bm = rs->bm;
     uint64_t first, last;
@@ -244,15 +245,15 @@ static bool next_run(struct resync *rs, uint64_t *off, uint32_t *len)
         if (rs->cursor >= bm->nbits)
             return false;
         first = rs->cursor;
-        last = first + RESYNC_CHUNK / BLOCK;
+        last = first + max / BLOCK;
     } else {
         first = bm_next_set(bm, rs->cursor);
         if (first >= bm->nbits)
             return false;
         last = bm_next_clear(bm, first);
-        if (last - first > RESYNC_CHUNK / BLOCK)
-            last = first + RESYNC_CHUNK / BLOCK;
-        if (rs->kind != RK_CSUM) {
+        if (last - first > max / BLOCK)
+            last = first + max / BLOCK;
+        if (rs->kind != RK_CSUM && max == RESYNC_CHUNK) {
             /* runs close together in one stripe: one read of their span, a
              * frame per run, as long as at least half of what is read is
              * marked (a read per small run costs more than its bytes; a
@@ -296,9 +297,8 @@ void resync_step(struct resync *rs, uint64_t now)
             /* --resync-rate: no new chunk before its time */
             if (R.env.rate && (rs->sent + rs->skipped) * 1000 / R.env.rate > now - rs->start_ms)
                 break;
-            if (!R.env.may_queue(rs->peer, rs->inflight + RESYNC_CHUNK))
-                break;
-            if (!next_run(rs, &off, &len))
+            uint32_t max = R.env.budget(rs->peer, rs->inflight);
+            if (max < BLOCK || !next_run(rs, max / BLOCK * BLOCK, &off, &len))
                 break;
             c->rs = rs;
             c->gen = rs->gen;
