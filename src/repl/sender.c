@@ -22,9 +22,9 @@
 #include "repl-int.h"
 
 #define TABLE (1u << 17)     /* requests waiting for acks, by seq */
-#define TL_CAP (1u << 16)    /* writes remembered until durable everywhere */
-#define TL_BARRIER_AT (TL_CAP / 4) /* a barrier after this many unconfirmed writes */
-#define TL_BARRIER_MS 1000   /* ... or when the oldest waits this long */
+#define TL_CAP (1u << 19)    /* writes remembered until durable everywhere */
+#define TL_BARRIER_AT (TL_CAP / 2) /* a confirm after this many unconfirmed writes */
+#define TL_BARRIER_MS 5000   /* ... or when the oldest waits this long */
 #define CLIENT_IDLE_MS 200   /* no client write for this long: resync runs at full speed */
 
 #define STF_AL 1u            /* r holds activity log references */
