@@ -76,6 +76,7 @@ bench: deps-bench
 	$(MAKE) all
 	bench/run
 	bench/repl
+	bench/recovery
 
 clean:
 	rm -rf $(BUILD)

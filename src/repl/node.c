@@ -243,6 +243,9 @@ bool node_al_begin(struct nm_req *r)
     if (al_begin(&N.al, r->offset, r->len, &starved))
         return true;
     if (starved) {
+        /* extents are held until their writes are confirmed durable on the
+         * peers: ask for that now rather than at the next interval */
+        sender_confirm_soon();
         static struct ratelimit rl;
         if (log_ratelimit(&rl))
             log_warn("activity log: all %u extents are in use; writes to new extents wait "

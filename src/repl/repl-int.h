@@ -221,6 +221,7 @@ void sender_start(void);                         /* becoming primary: client wri
 void sender_stop(void);                          /* no longer primary */
 bool sender_idle(void);                          /* nothing in flight or held */
 void sender_retry(void);                         /* held writes may try again */
+void sender_confirm_soon(void);                  /* a confirm now frees log extents */
 bool sender_clients_idle(void);                  /* no client write in flight or held */
 bool sender_busy(void);                          /* held writes wait for the next turn */
 void sender_link_up(struct peer *p);             /* p now takes our stream */

@@ -50,6 +50,8 @@ static struct {
     struct tl_ent tl[TL_CAP];
     uint64_t tl_head, tl_tail;
     uint64_t last_barrier;   /* seq of the last barrier every sending link got */
+    uint64_t confirm_seq;    /* the confirm in flight (0: none) */
+    bool confirm_now;        /* the activity log is full of extents in use: confirm */
     uint64_t last_client_ms;
     unsigned client_inflight;
 } T;
@@ -437,6 +439,8 @@ void sender_stop(void)
 
 void sender_retry(void) { T.held_retry = true; }
 
+void sender_confirm_soon(void) { T.confirm_now = true; }
+
 bool sender_idle(void)
 {
     return T.tl_tail == T.tl_head && !T.held && !T.client_inflight;
@@ -456,18 +460,25 @@ void sender_tick(void)
     uint64_t now = now_ms();
 
     tl_retire();
-    /* bound the transfer log: a barrier when many writes (or old ones)
-     * are not yet confirmed durable by every link */
-    if (T.tl_tail < T.tl_head && T.last_barrier < T.seq) {
+    /* bound the transfer log: a confirm (one at a time) when many writes,
+     * or old ones, are not yet durable on every link, or when the activity
+     * log has no extent left that it could forget */
+    if (T.confirm_seq && durable_everywhere() >= T.confirm_seq)
+        T.confirm_seq = 0;
+    if (!T.confirm_seq && T.tl_tail < T.tl_head && T.last_barrier < T.seq) {
         struct tl_ent *e = tl_at(T.tl_tail);
-        if (T.tl_head - T.tl_tail >= TL_BARRIER_AT || (uint32_t)now - e->born > TL_BARRIER_MS) {
+        if (T.confirm_now || T.tl_head - T.tl_tail >= TL_BARRIER_AT ||
+            (uint32_t)now - e->born > TL_BARRIER_MS) {
             /* a confirmation only: the peers go on applying meanwhile */
+            T.confirm_seq = ++T.seq;
             for (int i = 0; i < REPL_MAX_PEERS; i++)
                 if (N.peers[i].used && peer_sending(&N.peers[i]))
-                    sender_barrier(&N.peers[i], RF_CONFIRM, 0);
+                    frame_or_drop(&N.peers[i], RT_BARRIER, RF_CONFIRM, T.confirm_seq, NULL, 0,
+                                  NULL, 0, NULL, NULL);
             T.last_barrier = T.seq;
         }
     }
+    T.confirm_now = false;
     if (resync_unlocked() || T.held_retry) {
         struct nm_req *list = T.held;
         T.held = T.held_tail = NULL;
