@@ -63,6 +63,7 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* ---- misc ---- */
 uint64_t now_ms(void);                       /* CLOCK_MONOTONIC */
+uint64_t random_id(void);                    /* from /dev/urandom, odd (never 0) */
 int parse_size(const char *s, uint64_t *out); /* "4096", "64K", "1G"; 0 or -EINVAL */
 int full_pread(int fd, void *buf, size_t len, uint64_t off);
 int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);

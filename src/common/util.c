@@ -1,6 +1,7 @@
 /* Small utilities: time, size parsing, whole-buffer I/O, device size. */
 #include <errno.h>
 #include <linux/fs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -8,6 +9,20 @@
 #include <unistd.h>
 
 #include "common.h"
+
+uint64_t random_id(void)
+{
+    uint64_t v = 0;
+    FILE *f = fopen("/dev/urandom", "re");
+    if (f) {
+        if (fread(&v, sizeof v, 1, f) != 1)
+            v = 0;
+        fclose(f);
+    }
+    if (!v)
+        v = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() << 32;
+    return v | 1; /* never 0: 0 means "no id" */
+}
 
 uint64_t now_ms(void)
 {

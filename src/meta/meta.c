@@ -22,20 +22,6 @@ uint64_t meta_bm_slot_bytes(uint64_t data_size)
     return (pages ? pages : 1) * META_SB_SIZE;
 }
 
-static uint64_t random_id(void)
-{
-    uint64_t v = 0;
-    FILE *f = fopen("/dev/urandom", "re");
-    if (f) {
-        if (fread(&v, sizeof v, 1, f) != 1)
-            v = 0;
-        fclose(f);
-    }
-    if (!v)
-        v = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
-    return v | 1; /* never 0: 0 means "no id" */
-}
-
 int meta_plan(struct meta *m, uint64_t disk_size, bool internal)
 {
     memset(m, 0, sizeof *m);

@@ -2,9 +2,8 @@
  * node makes to its own ids. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "common.h"
 #include "gen.h"
 
 static bool has_data(const struct gen_view *v)
@@ -206,16 +205,7 @@ enum gen_decision gen_mirror(enum gen_decision d)
 
 uint64_t gen_new_id(void)
 {
-    uint64_t v = 0;
-    FILE *f = fopen("/dev/urandom", "re");
-    if (f) {
-        if (fread(&v, sizeof v, 1, f) != 1)
-            v = 0;
-        fclose(f);
-    }
-    if (!v)
-        v = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() << 32;
-    v |= 1;
+    uint64_t v = random_id();
     /* never one of the well-known ids */
     return v == GEN_JUST_CREATED + 1 || v == GEN_SKIP_SYNC ? v + 2 : v;
 }

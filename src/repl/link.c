@@ -229,9 +229,14 @@ int link_on_hello(struct peer *p, const struct repl_hdr *h, const uint8_t *paylo
     return p->s ? 1 : -1;
 }
 
+/* Our ids for p, as sent: both sides decide on exactly the two views that
+ * crossed the link, whatever changes here meanwhile. */
 static void send_gens(struct peer *p)
 {
-    struct gen_view v = {
+    struct gen_view *v = &p->my_gens;
+    uint8_t b[REPL_GENS_SIZE];
+
+    *v = (struct gen_view){
         .node_id = N.meta->node_id, .current = N.meta->current_gen,
         .bitmap = N.meta->peer_bitmap_gen[p->slot], .bits = node_bm_count(p->slot),
         .primary_since = N.meta->primary_since,
@@ -239,10 +244,8 @@ static void send_gens(struct peer *p)
         .want_full = N.meta->flags & META_F_FULL_SYNC, .discard_my_data = N.discard_my_data,
         .sb_policy = N.cfg.after_sb_0pri,
     };
-    uint8_t b[REPL_GENS_SIZE];
-
-    memcpy(v.history, N.meta->history_gen, sizeof v.history);
-    repl_encode_gens(b, &v);
+    memcpy(v->history, N.meta->history_gen, sizeof v->history);
+    repl_encode_gens(b, v);
     if (link_write(p, RT_GENS, 0, 0, 0, 0, b, sizeof b) == 0)
         p->sent_gens = true;
     else
@@ -333,17 +336,9 @@ static void maybe_start_sync(struct peer *p)
 
 static void decide(struct peer *p)
 {
-    struct gen_view me = {
-        .node_id = N.meta->node_id, .current = N.meta->current_gen,
-        .bitmap = N.meta->peer_bitmap_gen[p->slot], .bits = node_bm_count(p->slot),
-        .primary_since = N.meta->primary_since,
-        .disk = N.disk == DS_FAILED ? DS_INCONSISTENT : N.disk, .primary = N.primary,
-        .want_full = N.meta->flags & META_F_FULL_SYNC, .discard_my_data = N.discard_my_data,
-        .sb_policy = N.cfg.after_sb_0pri,
-    };
+    const struct gen_view me = p->my_gens;
     const char *why;
 
-    memcpy(me.history, N.meta->history_gen, sizeof me.history);
     enum gen_decision d = gen_decide(&me, &p->gens, &why);
     p->decision = d;
     if (d == GD_BITMAP_TARGET || d == GD_FULL_TARGET) {
@@ -391,13 +386,18 @@ static void decide(struct peer *p)
     switch (d) {
     case GD_NONE:
         p->rs = PR_ESTABLISHED;
-        p->gen_confirmed = N.meta->current_gen;
+        p->gen_confirmed = me.current;
         if (N.disk == DS_OUTDATED && p->disk == DS_UPTODATE) {
             node_set_disk(DS_UPTODATE); /* the same data as an UpToDate node */
             log_info("disk UpToDate (equal to %s)", p->addr);
         }
-        if (peer_sending(p))
+        if (peer_sending(p)) {
             sender_link_up(p);
+            /* written here since our GENS left (the peer was not taking the
+             * stream yet): those blocks first */
+            if (node_bm_count(p->slot))
+                sender_sync_start(p, RK_BITMAP, "blocks written during the handshake");
+        }
         break;
     case GD_BITMAP_SOURCE:
     case GD_FULL_SOURCE:

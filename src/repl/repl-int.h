@@ -100,6 +100,7 @@ struct peer {
     uint64_t node_id;
     struct repl_hello hello;
     struct gen_view gens;     /* its ids for us (GENS) */
+    struct gen_view my_gens;  /* ours for it, as sent */
     bool got_hello, got_gens, sent_gens;
     enum gen_decision decision;
     enum peer_repl rs;

@@ -249,6 +249,64 @@ static void test_overlap(void)
     req_set_stream(&stream);
 }
 
+/* ---- a write the stream holds (its extent is not in the activity log
+ * yet, a sync copies its range) keeps its place among overlapping writes;
+ * one whose client went away meanwhile is cancelled, never run ---- */
+static int holds, n_cancel;
+static bool client_gone;
+static bool h_may_start(struct nm_req *r) { (void)r; return holds-- <= 0; }
+static void h_cancel(struct nm_req *r) { (void)r; n_cancel++; }
+static bool h_gone(struct nm_req *r) { (void)r; return client_gone; }
+
+static void test_held(void)
+{
+    static const struct req_stream held = { h_may_start, s_submit, s_local_done, h_cancel };
+    static const struct req_owner gone_owner = { .io = o_io, .complete = o_complete,
+                                                 .release = o_release, .gone = h_gone };
+    struct nm_req a, b;
+
+    reset();
+    reply_at_once = true;
+    stream_waits = stream_holds = 0;
+    req_set_stream(&held);
+    req_conflict_init(1);
+    holds = 1;
+    new_req(&a, REQ_WRITE, 0, 8192);
+    new_req(&b, REQ_WRITE, 4096, 8192); /* overlaps a */
+    req_submit(&a);                     /* held by the stream */
+    CHECK(n_io == 0 && a.ov_active);
+    req_submit(&b);                     /* must queue behind a, not pass it */
+    CHECK(n_io == 0 && !b.ov_active);
+    req_resume(&a);                     /* the stream lets it go */
+    CHECK(n_io == 1 && n_submit == 1);
+    req_tick();
+    CHECK(n_io == 1);                   /* b still waits for a */
+    req_local_done(&a, 0);
+    req_tick();
+    CHECK(n_io == 2);
+    req_local_done(&b, 0);
+    CHECK(n_complete == 2 && n_release == 2 && n_cancel == 0);
+
+    /* held, then its client leaves: cancelled once, no I/O, its place freed */
+    reset();
+    n_cancel = 0;
+    holds = 1;
+    client_gone = false;
+    memset(&a, 0, sizeof a);
+    a.op = REQ_WRITE;
+    a.len = 4096;
+    req_init(&a, &gone_owner);
+    req_submit(&a);
+    CHECK(n_io == 0 && a.ov_active);
+    client_gone = true;
+    req_resume(&a);
+    CHECK(n_io == 0 && n_cancel == 1 && !a.ov_active);
+    CHECK(n_complete == 1 && complete_err == ECANCELED && n_release == 1);
+    client_gone = false;
+    stream_waits = stream_holds = 0x3;
+    req_set_stream(&stream);
+}
+
 int main(void)
 {
     int ord[NEV] = { E_LOCAL, E_P0, E_P1, E_U0, E_U1 };
@@ -260,5 +318,6 @@ int main(void)
     test_after_local();
     test_fail();
     test_overlap();
+    test_held();
     return check_summary();
 }
