@@ -41,7 +41,8 @@ enum repl_type {
     RT_BARRIER,     /* closes `epoch`: everything before it is on disk before
                      * the ack, nothing after it starts before that (with
                      * RF_CONFIRM only the first); payload: an optional
-                     * generation id (u64) for RF_SYNC_START / RF_SYNC_DONE */
+                     * generation id (u64) for RF_SYNC_START / RF_SYNC_DONE,
+                     * and for RF_SYNC_START the bytes to come (u64) */
     RT_ACK_RECV,    /* protocol B: seq arrived */
     RT_ACK_WRITE,   /* seq is on the peer's disk; aux = errno or 0; epoch = its
                      * byte count; flags = the acked frame's type << 8, plus

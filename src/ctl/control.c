@@ -55,7 +55,8 @@ static size_t on_data(struct stream *s, uint8_t *p, size_t len)
     out = answer(cmd, &olen);
     answering = NULL;
     if (((struct ctl_client *)s->arg)->waiting) {
-        stream_hold(s); /* nothing more to read: the answer comes later */
+        free(out); /* the answer comes later (ctl_reply) */
+        stream_hold(s); /* nothing more to read */
         return len;
     }
     if (out && (!olen || stream_queue(s, NULL, 0, out, olen, answer_sent, out) < 0))

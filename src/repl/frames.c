@@ -25,7 +25,7 @@ static const struct frame_rule rules[RT_TYPE_MAX + 1] = {
     [RT_WRITE]       = { 9, REPL_MAX_PAYLOAD, W_RECEIVING, rx_on_data },
     [RT_TRIM]        = { 12, 12, W_RECEIVING, rx_on_data },
     [RT_ZERO]        = { 12, 12, W_RECEIVING, rx_on_data },
-    [RT_BARRIER]     = { 0, 8, W_RECEIVING, rx_on_barrier },
+    [RT_BARRIER]     = { 0, 16, W_RECEIVING, rx_on_barrier },
     [RT_CSUM_REQ]    = { 12, 12, W_RECEIVING, rx_on_csum },
     /* (a demote ends only once every peer has answered everything) */
     [RT_ACK_RECV]    = { 0, 0, W_SENDING, tx_on_ack },

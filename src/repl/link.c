@@ -58,9 +58,9 @@ int link_frame(struct peer *p, uint8_t type, uint16_t flags, uint64_t seq, uint3
 {
     struct repl_hdr h = { .type = type, .flags = flags, .seq = seq, .epoch = epoch, .aux = aux,
                           .len = extra_len + data_len };
-    uint8_t hdr[REPL_HDR + 12];
+    uint8_t hdr[REPL_HDR + 16];
 
-    if (!p->s || p->s->dead || extra_len > 12)
+    if (!p->s || p->s->dead || extra_len > 16)
         return -EPIPE;
     repl_encode_hdr(hdr, &h);
     if (extra_len)
@@ -351,8 +351,10 @@ static void decide(struct peer *p)
             }
         }
     }
-    if (N.discard_my_data && d != GD_REFUSED)
-        N.discard_my_data = false; /* used (or not needed): once */
+    /* --discard-my-data holds until a resync to us ends (receiver.c), or
+     * a handshake shows there is nothing to discard */
+    if (N.discard_my_data && (d == GD_NONE || d == GD_BITMAP_SOURCE || d == GD_FULL_SOURCE))
+        N.discard_my_data = false;
     switch (d) {
     case GD_SPLIT_BRAIN:
         log_err("peer %s: SPLIT BRAIN: both nodes wrote since they parted (my id %016llx, its "
@@ -821,8 +823,13 @@ int link_status(struct peer_status *out, int max)
             s->resync_eta_s = resync_eta_s(&p->sync, now);
             s->resync_bytes_per_s = resync_bytes_per_s(&p->sync, now);
         } else if (p->rs == PR_SYNC_TARGET && p->st == LK_UP) {
+            uint64_t total = p->rx.resync_total ? p->rx.resync_total : 1;
+            uint64_t got = p->rx.resync_rx < total ? p->rx.resync_rx : total;
             s->resync_sent_bytes = p->rx.resync_rx;
-            s->resync_percent = 0; /* the source knows how far; we show we are in it */
+            s->resync_percent = (int)(got * 100 / total); /* as the source said at the start */
+            s->out_of_sync_bytes = total - got;
+        } else {
+            s->resync_sent_bytes = p->last.bytes; /* the last one's, until the next */
         }
     }
     return n;

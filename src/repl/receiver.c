@@ -268,6 +268,7 @@ static void barrier_done(struct io_cmd *cmd, int res)
                 gen_bitmap_clear(N.meta, p->slot);
             }
             N.meta->flags &= ~META_F_FULL_SYNC;
+            N.discard_my_data = false; /* done: our changes are overwritten */
             if (gen)
                 gen_adopt(N.meta, gen);
             node_set_disk(DS_UPTODATE); /* saves the ids with the state */
@@ -316,10 +317,12 @@ int rx_on_barrier(struct peer *p, const struct repl_hdr *h, const uint8_t *paylo
         return 0;
     *o = (struct rx_op){ .p = p, .seq = h->seq, .len = h->epoch, .flags = h->flags,
                          .busy = true };
-    if (h->len == 8) {
+    if (h->len >= 8) {
         o->off = get_be64(payload);
         o->done = 1; /* it carries an id */
     }
+    if (h->len == 16 && (h->flags & RF_SYNC_START))
+        p->rx.resync_total = get_be64(payload + 8); /* how much is coming (status) */
     o->io = (struct io_cmd){ .op = IO_FSYNC, .fd = N.self.dev->fd, .cb = barrier_done };
     p->rx.barrier_running = true;
     p->rx.inflight++;

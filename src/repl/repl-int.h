@@ -202,7 +202,8 @@ void peer_drop(struct peer *p, const char *why);
 bool peer_sending(const struct peer *p);         /* our stream goes to it */
 bool peer_receiving(const struct peer *p);       /* its stream comes to us */
 void link_kill(struct peer *p, const char *why); /* from receiver code: close the link */
-/* Queues a frame: header + inline extra bytes, then data (not copied). */
+/* Queues a frame: header + up to 16 inline extra bytes, then data (not
+ * copied). */
 int link_frame(struct peer *p, uint8_t type, uint16_t flags, uint64_t seq, uint32_t epoch,
                uint32_t aux, const uint8_t *extra, uint8_t extra_len, const void *data,
                uint32_t data_len, stream_done_fn done, void *arg);

@@ -153,10 +153,14 @@ static bool frame_or_drop(struct peer *p, uint8_t type, uint16_t flags, uint64_t
 
 uint64_t sender_barrier(struct peer *p, uint16_t flags, uint64_t gen)
 {
-    uint8_t g[8];
+    uint8_t g[16];
+    uint8_t n = gen ? 8 : 0;
     put_be64(g, gen);
-    if (!frame_or_drop(p, RT_BARRIER, flags, ++T.seq, gen ? g : NULL, gen ? 8 : 0, NULL, 0,
-                       NULL, NULL))
+    if (gen && (flags & RF_SYNC_START) && p->slot >= 0) {
+        put_be64(g + 8, bm_bytes(&N.bm[p->slot])); /* for the target's status */
+        n = 16;
+    }
+    if (!frame_or_drop(p, RT_BARRIER, flags, ++T.seq, n ? g : NULL, n, NULL, 0, NULL, NULL))
         return 0;
     return T.seq;
 }

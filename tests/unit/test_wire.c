@@ -29,7 +29,7 @@ int main(void)
         { .type = RT_WRITE, .len = 8 },                     /* no data */
         { .type = RT_WRITE, .len = REPL_MAX_PAYLOAD + 1 },  /* huge */
         { .type = RT_TRIM, .len = 11 }, { .type = RT_ACK_WRITE, .len = 9 }, { .type = RT_STATE, .len = 0 },
-        { .type = RT_BARRIER, .len = 9 }, { .type = RT_BITMAP, .len = 8 }, { .type = RT_GENS, .len = 8 },
+        { .type = RT_BARRIER, .len = 17 }, { .type = RT_BITMAP, .len = 8 }, { .type = RT_GENS, .len = 8 },
         { .type = RT_HELLO, .len = 0 },
     };
     for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
