@@ -502,12 +502,15 @@ void status_print_text(FILE *f, const struct node_status *st)
         if (p->out_of_sync_bytes)
             fprintf(f, "    out of sync: %.1f MiB (%llu bytes)\n", p->out_of_sync_bytes / 1048576.0,
                     (unsigned long long)p->out_of_sync_bytes);
-        if (p->last_resync_reason[0])
+        if (!strcmp(p->last_resync_reason, "verify"))
+            fprintf(f, "    last verify: %.1f s, %llu bytes differed%s\n",
+                    p->last_resync_ms / 1000.0, (unsigned long long)p->verify_mismatch_bytes,
+                    p->verify_mismatch_bytes ? " (resynced)" : "");
+        else if (p->last_resync_reason[0])
             fprintf(f, "    last %s: %.1f MiB sent in %.1f s%s\n",
-                    !strcmp(p->last_resync_reason, "verify") ? "verify" : "resync",
-                    p->last_resync_bytes / 1048576.0, p->last_resync_ms / 1000.0,
-                    !strcmp(p->last_resync_reason, "verify") && p->verify_mismatch_bytes
-                        ? ", blocks differed (resynced)" : "");
+                    vis(b, sizeof b, p->last_resync_reason), p->last_resync_bytes / 1048576.0,
+                    p->last_resync_ms / 1000.0,
+                    p->last_resync_skipped_bytes ? ", the rest equal by checksum" : "");
         if (p->trimmed_bytes || p->zeroed_bytes)
             fprintf(f, "    trimmed %.1f MiB, zeroed %.1f MiB\n", p->trimmed_bytes / 1048576.0,
                     p->zeroed_bytes / 1048576.0);
