@@ -22,7 +22,8 @@ TOOLS   = $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 # Debian packages: to build, to test, and to benchmark against.
 DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev libgnutls28-dev
 DEPS_TEST  = libnbd-bin nbdfuse python3-libnbd fio qemu-utils e2fsprogs fuse3 \
-             util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit
+             util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
+             gnutls-bin
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 
 .PHONY: all check demo bench deps deps-test deps-bench clean units tools

@@ -77,6 +77,9 @@ struct stream_ops {
     void (*on_payload)(struct stream *s, void *buf, uint32_t len);
     /* a dialled stream is connected (optional) */
     void (*on_connected)(struct stream *s);
+    /* the TLS handshake started by stream_start_tls completed (optional; a
+     * failed one closes the stream with the reason) */
+    void (*on_secure)(struct stream *s);
     /* closed, once: why is the reason (NULL: closed by us without one,
      * STREAM_EOF: by the peer); s->connecting tells a failed connect. The
      * fd is closed and every queued item completed (sent=false) by now. */
@@ -124,7 +127,14 @@ struct stream {
     struct stream *next_dirty;
     bool on_dirty;
     const char *why_p;          /* the close reason handed to on_close */
-    char why[128];
+    char why[160];
+    /* TLS (stream_start_tls): a GnuTLS session, its handshake, its record
+     * layer in place of recv/sendmsg */
+    void *tls;
+    const struct tls_creds *tls_creds;
+    bool tls_server, tls_begin, tls_up, tls_uncork, tls_hs_write;
+    uint8_t *tls_pre;           /* bytes that came before the handshake began */
+    uint32_t tls_pre_len, tls_pre_off;
 };
 
 /* Takes fd (closed on failure). in_cap: staging bytes; q_cap: items;
@@ -168,6 +178,27 @@ bool stream_any_dirty(void);
 /* Bytes queued here plus those the socket has not had acknowledged yet. */
 uint64_t stream_backlog(const struct stream *s);
 static inline unsigned stream_queued(const struct stream *s) { return s->q_count; }
+
+/* ---- TLS (GnuTLS; src/conn/tls.c, the record layer in stream.c) ---- */
+struct tls_creds;
+/* X.509 from DIR: ca-cert.pem, server-cert.pem, server-key.pem (the layout
+ * nbdkit and qemu use), and, for the side that dials, client-cert.pem and
+ * client-key.pem if there (else the server's). verify: a server requires
+ * the client's certificate; every client checks the server's against the
+ * CA. 0, or -errno with err. */
+int tls_creds_x509(struct tls_creds **out, const char *dir, bool verify, char *err, size_t len);
+/* A pre-shared key, FILE in psktool's format (username:hexkey per line);
+ * the first line is the identity used when dialling. */
+int tls_creds_psk(struct tls_creds **out, const char *file, char *err, size_t len);
+void tls_creds_free(struct tls_creds *c);
+bool tls_creds_are_psk(const struct tls_creds *c);
+int tls_session_new(void **out, const struct tls_creds *c, bool server, const char **why);
+void tls_failure(void *session, int err, char *buf, size_t len); /* a failure, in words */
+/* TLS on s from now on (server or client side): once every queued item has
+ * left in the clear (a STARTTLS reply), the handshake runs; input is not
+ * parsed until it is done (on_secure), and everything after goes through
+ * TLS. Bytes already staged are the handshake's. 0 or -errno. */
+int stream_start_tls(struct stream *s, const struct tls_creds *c, bool server);
 static inline uint64_t stream_queued_bytes(const struct stream *s) { return s->q_bytes; }
 
 #endif

@@ -2,6 +2,7 @@
  * received straight into the user's buffer, a ring of output items sent
  * with one sendmsg, epoll interest kept in step, and one close. */
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,18 @@ const char STREAM_EOF[] = "closed by the peer";
 
 static struct stream *dirty; /* queued to since their last flush */
 
+static void tls_maybe_begin(struct stream *s);
+
 static bool over_limit(const struct stream *s) { return s->q_limit && s->q_count >= s->q_limit; }
 
-/* the parser may be handed bytes */
+/* the parser may be handed bytes (with TLS, once its handshake is done) */
 static bool parsing(const struct stream *s)
 {
-    return !s->dead && !s->held && !s->linger && !s->connecting && !over_limit(s);
+    return !s->dead && !s->held && !s->linger && !s->connecting && !over_limit(s) &&
+           (!s->tls || s->tls_up);
 }
+
+static bool tls_handshaking(const struct stream *s) { return s->tls && !s->tls_up; }
 
 static bool want_read(const struct stream *s)
 {
@@ -38,7 +44,9 @@ static void sync_events(struct stream *s)
     if (s->dead)
         return;
     uint32_t ev = (want_read(s) ? EPOLLIN : 0) |
-                  (s->connecting || (s->q_count && s->out_waiting) ? EPOLLOUT : 0);
+                  (s->connecting || (s->q_count && s->out_waiting) || s->tls_uncork ? EPOLLOUT : 0);
+    if (tls_handshaking(s) && !s->tls_begin) /* the handshake says which way */
+        ev = s->tls_hs_write ? EPOLLOUT : EPOLLIN;
     if (ev != s->events && loop_mod(s->fd, ev, &s->h) == 0)
         s->events = ev;
 }
@@ -75,12 +83,20 @@ void stream_close(struct stream *s, const char *why)
     if (s->dead)
         return;
     s->dead = true;
-    if (why == NULL || why == STREAM_EOF) {
+    if (why == NULL || why == STREAM_EOF || why == s->why) {
         s->why_p = why;
     } else {
         snprintf(s->why, sizeof s->why, "%s", why); /* why may live on the caller's stack */
         s->why_p = s->why;
     }
+    if (s->tls) {
+        if (s->tls_up && !why)
+            gnutls_bye(s->tls, GNUTLS_SHUT_WR); /* a clean close: close_notify, best effort */
+        gnutls_deinit(s->tls);
+        s->tls = NULL;
+    }
+    free(s->tls_pre);
+    s->tls_pre = NULL;
     loop_del(s->fd);
     close(s->fd);
     s->fd = -1;
@@ -138,6 +154,27 @@ static void deliver(struct stream *s)
     if (!s->dead && s->in_start == s->in_end)
         s->in_start = s->in_end = 0;
     s->delivering = false;
+    if (s->tls_begin)
+        tls_maybe_begin(s);
+}
+
+/* recv(), or TLS records once it is up: bytes, 0 at the end, -1 with errno */
+static ssize_t get(struct stream *s, void *buf, size_t len)
+{
+    if (!s->tls)
+        return recv(s->fd, buf, len, MSG_DONTWAIT);
+    ssize_t n = gnutls_record_recv(s->tls, buf, len);
+    if (n >= 0)
+        return n;
+    if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n == GNUTLS_E_PREMATURE_TERMINATION)
+        return 0; /* closed without close_notify: an end all the same */
+    tls_failure(s->tls, (int)n, s->why, sizeof s->why);
+    errno = EPROTO;
+    return -2;
 }
 
 /* A few reads per wakeup, straight into the payload when one is due. */
@@ -153,10 +190,10 @@ static void pump(struct stream *s)
         if (direct) {
             room = s->pl_len - s->pl_have;
             if (s->pl) {
-                n = recv(s->fd, s->pl + s->pl_have, room, MSG_DONTWAIT);
+                n = get(s, s->pl + s->pl_have, room);
             } else { /* discarded: the empty staging buffer is scratch */
                 room = room < s->in_cap ? room : s->in_cap;
-                n = recv(s->fd, s->in, room, MSG_DONTWAIT);
+                n = get(s, s->in, room);
             }
         } else {
             if (s->in_start > 0) { /* the unparsed tail to the front */
@@ -165,10 +202,14 @@ static void pump(struct stream *s)
                 s->in_start = 0;
             }
             room = s->in_cap - s->in_end;
-            n = recv(s->fd, s->in + s->in_end, room, MSG_DONTWAIT);
+            n = get(s, s->in + s->in_end, room);
         }
         if (n == 0) {
             stream_close(s, STREAM_EOF);
+            return;
+        }
+        if (n == -2) {
+            stream_close(s, s->why); /* a TLS failure, said in s->why */
             return;
         }
         if (n < 0) {
@@ -182,11 +223,90 @@ static void pump(struct stream *s)
         else
             s->in_end += n;
         deliver(s);
-        if ((size_t)n < room)
+        /* TLS may hold decrypted bytes the socket no longer shows */
+        if ((size_t)n < room && !(s->tls && !s->dead && gnutls_record_check_pending(s->tls)))
             break; /* the socket is empty for now */
     }
     if (got && !s->dead)
         s->last_rx = now_ms();
+}
+
+static void tls_begin(struct stream *s);
+
+/* The handshake begins once nothing is queued in the clear and the parser
+ * has returned (what it took is no longer staged). */
+static void tls_maybe_begin(struct stream *s)
+{
+    if (s->tls_begin && !s->dead && !s->q_count && !s->delivering)
+        tls_begin(s);
+}
+
+/* Hands the head item back (left in full). false if the stream died. */
+static bool pop_item(struct stream *s)
+{
+    struct stream_item *it = &s->q[s->q_head];
+    s->q_bytes -= (size_t)it->hdr_len + it->data_len;
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_count--;
+    if (it->done)
+        it->done(s, it->arg, true);
+    return !s->dead;
+}
+
+#define TLS_BATCH (1u << 20) /* bytes corked into records before they go */
+
+/* TLS: items are copied into records (corked, so many small ones share a
+ * record and a send), then the records go; what the socket does not take
+ * now waits for EPOLLOUT. false: stop (waiting, or dead). */
+static bool tls_flush(struct stream *s)
+{
+    if (s->tls_uncork) {
+        int r = gnutls_record_uncork(s->tls, 0);
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+            return false;
+        s->tls_uncork = false;
+        if (r < 0) {
+            tls_failure(s->tls, r, s->why, sizeof s->why);
+            stream_close(s, s->why);
+            return false;
+        }
+        s->last_tx = now_ms();
+    }
+    if (!s->q_count)
+        return false;
+    size_t corked = 0;
+    gnutls_record_cork(s->tls);
+    while (s->q_count && corked < TLS_BATCH) {
+        const struct stream_item *it = &s->q[s->q_head];
+        size_t off = s->q_off;
+        ssize_t r = 0;
+        if (off < it->hdr_len)
+            r = gnutls_record_send(s->tls, it->hdr + off, it->hdr_len - off);
+        if (r >= 0 && it->data_len)
+            r = gnutls_record_send(s->tls, it->data + (off > it->hdr_len ? off - it->hdr_len : 0),
+                                   it->data_len - (off > it->hdr_len ? off - it->hdr_len : 0));
+        if (r < 0) {
+            tls_failure(s->tls, (int)r, s->why, sizeof s->why);
+            stream_close(s, s->why);
+            return false;
+        }
+        corked += (size_t)it->hdr_len + it->data_len - off;
+        s->q_off = 0;
+        if (!pop_item(s)) /* copied into a record: the buffer is free */
+            return false;
+    }
+    int r = gnutls_record_uncork(s->tls, 0);
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+        s->tls_uncork = true; /* the rest when the socket has room */
+        return false;
+    }
+    if (r < 0) {
+        tls_failure(s->tls, r, s->why, sizeof s->why);
+        stream_close(s, s->why);
+        return false;
+    }
+    s->last_tx = now_ms();
+    return true;
 }
 
 static void flush(struct stream *s)
@@ -194,6 +314,16 @@ static void flush(struct stream *s)
     bool was_over = over_limit(s);
 
     s->unflushed = false;
+    if (tls_handshaking(s) && !s->tls_begin)
+        return; /* nothing more in the clear; the rest after the handshake */
+    if (s->tls && s->tls_up) {
+        while (!s->dead && tls_flush(s))
+            ;
+        if (s->dead)
+            return;
+        s->out_waiting = s->tls_uncork;
+        goto done;
+    }
     while (!s->dead && !s->connecting && s->q_count) {
         struct iovec iov[STREAM_IOV];
         int k = 0;
@@ -246,7 +376,12 @@ static void flush(struct stream *s)
     }
     if (s->dead)
         return;
-    if (!s->q_count) {
+    if (s->tls_begin) {
+        tls_maybe_begin(s); /* the last reply in the clear may have left */
+        return;
+    }
+done:
+    if (!s->q_count && !s->tls_uncork) {
         s->out_waiting = false;
         if (s->linger) {
             stream_close(s, NULL);
@@ -279,6 +414,104 @@ void stream_flush_dirty(void)
 
 bool stream_any_dirty(void) { return dirty != NULL; }
 
+/* ---- TLS: the transport under GnuTLS, and the handshake ---- */
+
+static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+    struct stream *s = p;
+    if (s->tls_pre_off < s->tls_pre_len) { /* staged before the handshake began */
+        size_t n = s->tls_pre_len - s->tls_pre_off < len ? s->tls_pre_len - s->tls_pre_off : len;
+        memcpy(buf, s->tls_pre + s->tls_pre_off, n);
+        s->tls_pre_off += n;
+        return n;
+    }
+    ssize_t n = recv(s->fd, buf, len, MSG_DONTWAIT);
+    if (n < 0)
+        gnutls_transport_set_errno(s->tls, errno);
+    return n;
+}
+
+static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
+{
+    struct stream *s = p;
+    struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt };
+    ssize_t n = sendmsg(s->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0)
+        gnutls_transport_set_errno(s->tls, errno);
+    return n;
+}
+
+static void tls_step(struct stream *s)
+{
+    int r = gnutls_handshake(s->tls);
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ||
+        (r < 0 && !gnutls_error_is_fatal(r))) {
+        s->tls_hs_write = gnutls_record_get_direction(s->tls) == 1;
+        return;
+    }
+    if (r == GNUTLS_E_PREMATURE_TERMINATION) { /* the other end left: the owner says why */
+        stream_close(s, STREAM_EOF);
+        return;
+    }
+    if (r < 0) {
+        tls_failure(s->tls, r, s->why, sizeof s->why);
+        stream_close(s, s->why);
+        return;
+    }
+    s->tls_up = true;
+    free(s->tls_pre);
+    s->tls_pre = NULL;
+    s->last_rx = s->last_tx = now_ms();
+    if (s->ops->on_secure)
+        s->ops->on_secure(s);
+    if (!s->dead) {
+        deliver(s);
+        if (s->q_count)
+            flush(s);
+    }
+}
+
+/* Everything in the clear has left: the bytes staged so far are the
+ * handshake's (a client may send its hello right behind STARTTLS). */
+static void tls_begin(struct stream *s)
+{
+    uint32_t n = s->in_end - s->in_start;
+    s->tls_begin = false;
+    if (n) {
+        if (!(s->tls_pre = malloc(n))) {
+            stream_close(s, "out of memory");
+            return;
+        }
+        memcpy(s->tls_pre, s->in + s->in_start, n);
+        s->tls_pre_len = n;
+    }
+    s->in_start = s->in_end = 0;
+    gnutls_transport_set_ptr(s->tls, s);
+    gnutls_transport_set_pull_function(s->tls, tls_pull);
+    gnutls_transport_set_vec_push_function(s->tls, tls_push);
+    tls_step(s);
+}
+
+int stream_start_tls(struct stream *s, const struct tls_creds *c, bool server)
+{
+    const char *why;
+    if (s->dead || s->tls)
+        return -EINVAL;
+    int r = tls_session_new(&s->tls, c, server, &why);
+    if (r < 0) {
+        stream_close(s, why);
+        return r;
+    }
+    s->tls_creds = c;
+    s->tls_server = server;
+    s->tls_up = false;
+    s->tls_begin = true;
+    s->depth++;
+    tls_maybe_begin(s); /* else once the queue is out, or the parser returned */
+    leave(s);
+    return 0;
+}
+
 static void on_event(struct handler *h, uint32_t ev)
 {
     struct stream *s = (struct stream *)h;
@@ -286,6 +519,11 @@ static void on_event(struct handler *h, uint32_t ev)
     if (s->dead)
         return; /* closed earlier in this epoll batch */
     s->depth++;
+    if (tls_handshaking(s) && !s->tls_begin && !s->connecting) {
+        tls_step(s);
+        if (s->dead || !s->tls_up)
+            goto out;
+    }
     if (s->connecting) {
         int err = 0;
         socklen_t el = sizeof err;
@@ -393,6 +631,9 @@ void stream_unhold(struct stream *s)
     s->held = false;
     s->depth++;
     deliver(s); /* what is staged first; epoll says when more can be read */
+    /* ... except what TLS already decrypted: no event will say it is there */
+    if (!s->dead && s->tls && s->tls_up && gnutls_record_check_pending(s->tls))
+        pump(s);
     leave(s);
 }
 
