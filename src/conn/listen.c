@@ -1,5 +1,6 @@
 /* Listening and dialling: the two ways a stream socket comes to be. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -9,6 +10,28 @@
 #include <unistd.h>
 
 #include "conn.h"
+
+/* An fd held back for the day the process runs out of them: given up for
+ * a moment, it lets us accept the waiting connection and close it. */
+static int spare_fd = -1;
+
+static void shed(struct listener *ls)
+{
+    static uint64_t last_warn;
+    uint64_t now = now_ms();
+
+    if (now - last_warn > 10000) {
+        last_warn = now;
+        log_warn("accept: %s: refusing connections until some close", strerror(errno));
+    }
+    if (spare_fd < 0)
+        return;
+    close(spare_fd);
+    int fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 static void on_listen(struct handler *h, uint32_t ev)
 {
@@ -23,7 +46,9 @@ static void on_listen(struct handler *h, uint32_t ev)
         int one = 1;
         int fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE)
+                shed(ls); /* else the pending connection wakes us forever */
+            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
@@ -41,6 +66,8 @@ int listener_adopt(struct listener *ls, int fd, const char *unix_path, listener_
 {
     int r;
 
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ls->fd = fd;
     ls->fn = fn;
     ls->arg = arg;
