@@ -42,6 +42,7 @@
 #define NBD_REP_ERR_POLICY    (NBD_REP_ERR | 2)
 #define NBD_REP_ERR_INVALID   (NBD_REP_ERR | 3)
 #define NBD_REP_ERR_UNKNOWN   (NBD_REP_ERR | 6)
+#define NBD_REP_ERR_TLS_REQD  (NBD_REP_ERR | 5)
 #define NBD_REP_ERR_SHUTDOWN  (NBD_REP_ERR | 7)
 #define NBD_REP_ERR_TOO_BIG   (NBD_REP_ERR | 9)
 
@@ -127,8 +128,12 @@ void nbd_encode_opt_reply(uint8_t *p, uint32_t opt, uint32_t type, uint32_t len)
 /* ---- the server (src/nbd/server.c) ---- */
 struct io_engine;
 struct disk;
+enum nbd_tls { NBD_TLS_OFF, NBD_TLS_ON, NBD_TLS_REQUIRE };
+struct tls_creds;
 struct nbd_export {
     const char *name;        /* "" is allowed; the empty name always selects it */
+    enum nbd_tls tls;        /* STARTTLS: refused, offered, or required */
+    const struct tls_creds *tls_creds;
     const char *description; /* may be NULL */
     uint64_t size;
     bool read_only;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -57,6 +58,16 @@ static const char usage[] =
     "                         default 1016, about 4 GiB)\n"
     "  --after-sb-0pri POLICY split brain with no primary: disconnect (default),\n"
     "                         discard-zero-changes, discard-younger-primary\n"
+    "  --peer-psk FILE        authenticate and encrypt replication links with a\n"
+    "                         pre-shared key (psktool format, the same on every node)\n"
+    "  --peer-certificates DIR  ... with X.509: ca-cert.pem, server-cert.pem,\n"
+    "                         server-key.pem (client-cert.pem/-key.pem if any);\n"
+    "                         each side must present a certificate of the CA\n"
+    "  --tls off|on|require   NBD over TLS (STARTTLS): refused, offered, or\n"
+    "                         required before anything else (default off)\n"
+    "  --tls-certificates DIR X.509 for NBD: ca-cert.pem, server-cert.pem, server-key.pem\n"
+    "  --tls-psk FILE         pre-shared keys for NBD clients (psktool format)\n"
+    "  --tls-verify-peer      NBD clients must present a certificate signed by the CA\n"
     "  --nbd unix:PATH|HOST:PORT  where clients connect (e.g. unix:/run/nbd.sock,\n"
     "                         0.0.0.0:10809, [::1]:10809)\n"
     "  --meta FILE            external metadata (as given to create-md)\n"
@@ -78,6 +89,9 @@ static struct {
     int meta_fd;
     uint8_t after_sb_0pri;
     bool read_only, export_ro, direct, stopping, force, resync_csums, no_resync_control;
+    const char *tls_mode, *tls_dir, *tls_psk, *peer_psk, *peer_dir;
+    bool tls_verify;
+    struct tls_creds *nbd_tls, *peer_tls;
     struct disk disk;
     struct meta meta;
     struct nbd_export exp;
@@ -255,6 +269,12 @@ static int parse_args(int argc, char **argv)
         { "al-extents", required_argument, 0, 'A' },
         { "after-sb-0pri", required_argument, 0, 'B' },
         { "force", no_argument, 0, 'F' },
+        { "tls", required_argument, 0, 1001 },
+        { "tls-certificates", required_argument, 0, 1002 },
+        { "tls-psk", required_argument, 0, 1003 },
+        { "tls-verify-peer", no_argument, 0, 1004 },
+        { "peer-psk", required_argument, 0, 1005 },
+        { "peer-certificates", required_argument, 0, 1006 },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -303,6 +323,12 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
             break;
+        case 1001: S.tls_mode = optarg; break;
+        case 1002: S.tls_dir = optarg; break;
+        case 1003: S.tls_psk = optarg; break;
+        case 1004: S.tls_verify = true; break;
+        case 1005: S.peer_psk = optarg; break;
+        case 1006: S.peer_dir = optarg; break;
         case 'K': S.resync_csums = true; break;
         case 'Q': S.no_resync_control = true; break;
         case 'F': S.force = true; break;
@@ -341,6 +367,34 @@ static int parse_args(int argc, char **argv)
     }
     if (S.role && !S.npeers && !S.listen) {
         fprintf(stderr, "nbdmirror serve: a %s needs --peer or --listen\n", S.role);
+        return -1;
+    }
+    if (S.tls_mode && strcmp(S.tls_mode, "off") && strcmp(S.tls_mode, "on") &&
+        strcmp(S.tls_mode, "require")) {
+        fprintf(stderr, "nbdmirror serve: --tls takes off, on or require\n");
+        return -1;
+    }
+    bool tls = S.tls_mode && strcmp(S.tls_mode, "off");
+    if (tls && !S.tls_dir == !S.tls_psk) {
+        fprintf(stderr, "nbdmirror serve: --tls %s needs --tls-certificates DIR or --tls-psk FILE "
+                        "(one of them)\n", S.tls_mode);
+        return -1;
+    }
+    if (!tls && (S.tls_dir || S.tls_psk || S.tls_verify)) {
+        fprintf(stderr, "nbdmirror serve: --tls-certificates, --tls-psk and --tls-verify-peer "
+                        "need --tls on or --tls require\n");
+        return -1;
+    }
+    if (S.tls_verify && !S.tls_dir) {
+        fprintf(stderr, "nbdmirror serve: --tls-verify-peer is for X.509 (--tls-certificates)\n");
+        return -1;
+    }
+    if (S.peer_psk && S.peer_dir) {
+        fprintf(stderr, "nbdmirror serve: --peer-psk or --peer-certificates, not both\n");
+        return -1;
+    }
+    if ((S.peer_psk || S.peer_dir) && !S.role) {
+        fprintf(stderr, "nbdmirror serve: --peer-psk and --peer-certificates need --role\n");
         return -1;
     }
     if (S.force && (!S.role || secondary)) {
@@ -416,6 +470,12 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&mask, SIGINT);
     pthread_sigmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* 1024 NBD clients and 31 peers need more than systemd's soft limit */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max && rl.rlim_cur < 4096) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     r = disk_open(&S.disk, S.disk_path, S.direct, S.read_only);
     if (r < 0) {
@@ -447,6 +507,21 @@ int cmd_serve(int argc, char **argv)
         .disk = &S.disk,
         .io = S.io,
     };
+    char terr[512];
+    if (S.tls_mode && strcmp(S.tls_mode, "off") &&
+        (S.tls_dir ? tls_creds_x509(&S.nbd_tls, S.tls_dir, S.tls_verify, terr, sizeof terr)
+                   : tls_creds_psk(&S.nbd_tls, S.tls_psk, terr, sizeof terr)) < 0) {
+        log_err("--tls: %s", terr);
+        return 1;
+    }
+    S.exp.tls = !S.tls_mode || !strcmp(S.tls_mode, "off") ? NBD_TLS_OFF
+                : !strcmp(S.tls_mode, "on") ? NBD_TLS_ON : NBD_TLS_REQUIRE;
+    S.exp.tls_creds = S.nbd_tls;
+    if ((S.peer_dir && tls_creds_x509(&S.peer_tls, S.peer_dir, true, terr, sizeof terr) < 0) ||
+        (S.peer_psk && tls_creds_psk(&S.peer_tls, S.peer_psk, terr, sizeof terr) < 0)) {
+        log_err("%s: %s", S.peer_dir ? "--peer-certificates" : "--peer-psk", terr);
+        return 1;
+    }
     if (S.role) {
         static const struct repl_hooks hooks = { .role_changed = role_changed,
                                                  .quiesce = quiesce, .quiesced = quiesced };
@@ -456,7 +531,8 @@ int cmd_serve(int argc, char **argv)
                                   .protocol = S.protocol, .timeout_ms = S.timeout_ms,
                                   .resync_rate = S.resync_rate, .resync_csums = S.resync_csums,
                                   .no_resync_control = S.no_resync_control,
-                                  .after_sb_0pri = S.after_sb_0pri, .al_extents = S.al_extents };
+                                  .after_sb_0pri = S.after_sb_0pri, .al_extents = S.al_extents,
+                                  .peer_tls = S.peer_tls };
         char err[400];
         if (S.read_only) {
             log_err("--read-only and --role do not go together (replication writes)");

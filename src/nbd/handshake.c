@@ -238,7 +238,30 @@ size_t hs_data(struct conn *c, const uint8_t *p, size_t avail)
         return 0;
     }
     const uint8_t *d = p + NBD_OPT_HDR_SIZE;
+    if (srv.exp->tls == NBD_TLS_REQUIRE && !c->s.tls && opt != NBD_OPT_STARTTLS &&
+        opt != NBD_OPT_ABORT) {
+        /* FORCEDTLS: nothing but STARTTLS before TLS; EXPORT_NAME cannot
+         * be answered with an error */
+        if (opt == NBD_OPT_EXPORT_NAME) {
+            conn_kill(c, "NBD_OPT_EXPORT_NAME before TLS (--tls require)");
+            return 0;
+        }
+        reply(c, opt, NBD_REP_ERR_TLS_REQD, NULL, 0);
+        return NBD_OPT_HDR_SIZE + len;
+    }
     switch (opt) {
+    case NBD_OPT_STARTTLS:
+        if (srv.exp->tls == NBD_TLS_OFF) {
+            reply(c, opt, NBD_REP_ERR_UNSUP, NULL, 0); /* the client may go on without */
+        } else if (len || c->s.tls) {
+            reply(c, opt, NBD_REP_ERR_INVALID, NULL, 0); /* a payload, or TLS already */
+        } else {
+            reply(c, opt, NBD_REP_ACK, NULL, 0);
+            /* what was negotiated in the clear does not carry over */
+            c->structured = c->meta_alloc = false;
+            stream_start_tls(&c->s, srv.exp->tls_creds, true); /* after the ACK */
+        }
+        break;
     case NBD_OPT_EXPORT_NAME:
         if (opt_export_name(c, d, len))
             enter_transmission(c);
@@ -267,7 +290,7 @@ size_t hs_data(struct conn *c, const uint8_t *p, size_t avail)
     case NBD_OPT_SET_META_CONTEXT:
         opt_meta(c, opt, d, len);
         break;
-    default: /* includes STARTTLS: no TLS here; the client may go on */
+    default:
         reply(c, opt, NBD_REP_ERR_UNSUP, NULL, 0);
         break;
     }

@@ -60,7 +60,9 @@ static void conn_closed(struct stream *s, const char *why)
     struct conn *c = s->arg;
 
     if (why == STREAM_EOF) {
-        if (c->rd || s->pl_on)
+        if (s->tls_creds && !s->tls_up) /* a client that rejects our certificate just leaves */
+            why = "client left during the TLS handshake (does it trust our CA?)";
+        else if (c->rd || s->pl_on)
             why = "client disconnected in the middle of a request";
         else if (c->closing || c->paused || (c->state == CS_TRANSMIT && !c->inflight))
             why = NULL; /* after DISC, or while we did not read: nothing lost */
@@ -90,7 +92,14 @@ static void conn_payload(struct stream *s, void *buf, uint32_t len)
     tx_payload(s->arg);
 }
 
+static void conn_secure(struct stream *s)
+{
+    log_info("client %s: TLS (%s)", s->peer,
+             tls_creds_are_psk(srv.exp->tls_creds) ? "pre-shared key" : "X.509");
+}
+
 static const struct stream_ops conn_ops = { .on_data = conn_data, .on_payload = conn_payload,
+                                            .on_secure = conn_secure,
                                             .on_close = conn_closed };
 
 static void conn_free(struct conn *c)
@@ -110,6 +119,19 @@ static void on_accept(struct listener *ls, int fd, const char *peer)
     struct conn *c;
 
     (void)ls;
+    if (srv.nconns >= MAX_CONNS) {
+        /* full: the stranger silent longest in its handshake makes room,
+         * so idle connections cannot lock real clients out */
+        struct conn *oldest = NULL;
+        for (struct conn *o = srv.conns; o; o = o->next)
+            if (!o->s.dead && o->state != CS_TRANSMIT && (!oldest || o->born_ms < oldest->born_ms))
+                oldest = o;
+        if (oldest) {
+            conn_kill(oldest, "handshake not completed; its place is needed");
+            if (oldest->inflight == 0)
+                conn_free(oldest);
+        }
+    }
     if (srv.nconns >= MAX_CONNS || !(c = calloc(1, sizeof *c))) {
         close(fd); /* bounded memory beats one more client */
         return;
