@@ -25,6 +25,8 @@
 #include "meta.h"
 #include "request.h"
 
+struct tls_creds;
+
 #define REPL_MAGIC   0x4E4D5250u /* "NMRP" */
 #define REPL_VERSION 2           /* 2: generation ids, bitmaps, roles at run time */
 #define REPL_HDR     32
@@ -129,6 +131,7 @@ struct repl_config {
     bool no_resync_control; /* no latency controller (benchmarks) */
     uint8_t after_sb_0pri; /* enum sb_policy */
     unsigned al_extents;
+    const struct tls_creds *peer_tls; /* links authenticated and encrypted, or NULL */
 };
 
 /* What the node needs of the daemon. */

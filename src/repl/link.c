@@ -534,17 +534,37 @@ static void link_payload(struct stream *s, void *buf, uint32_t len)
     rx_payload(s->arg);
 }
 
+/* With --peer-psk or --peer-certificates nothing but the TLS handshake is
+ * read before TLS is up: HELLO goes once it is (link_secure). */
 static void link_connected(struct stream *s)
 {
     struct peer *p = s->arg;
     p->st = LK_HELLO;
-    send_hello(p);
+    if (N.cfg.peer_tls)
+        stream_start_tls(s, N.cfg.peer_tls, false);
+    else
+        send_hello(p);
+}
+
+static void link_secure(struct stream *s)
+{
+    send_hello(s->arg);
 }
 
 static void link_closed(struct stream *s, const char *why)
 {
     struct peer *p = s->arg;
 
+    if (p->s == s && s->tls_creds && !s->tls_up && !s->connecting) {
+        /* it did not prove it holds the secret (or we do not hold its) */
+        snprintf(p->last_error, sizeof p->last_error, "refused: %s (the same %s on both nodes?)",
+                 why == STREAM_EOF || !why ? "closed during the TLS handshake" : why,
+                 tls_creds_are_psk(N.cfg.peer_tls) ? "key" : "CA");
+        log_warn("peer %s: %s", p->addr, p->last_error);
+        peer_drop(p, NULL);
+        loop_free_later(s);
+        return;
+    }
     if (p->s == s) /* closed by the layer (by the peer, an error), not by peer_drop */
         peer_drop(p, s->connecting ? NULL /* down: retried with backoff */
                      : why == STREAM_EOF ? (p->st == LK_UP ? "connection closed"
@@ -555,6 +575,7 @@ static void link_closed(struct stream *s, const char *why)
 
 static const struct stream_ops link_ops = { .on_data = link_data, .on_payload = link_payload,
                                             .on_connected = link_connected,
+                                            .on_secure = link_secure,
                                             .on_close = link_closed };
 
 static void attach(struct peer *p, int fd, bool connecting)
@@ -579,7 +600,9 @@ static void attach(struct peer *p, int fd, bool connecting)
     p->born = now_ms();
     p->got_hello = p->got_gens = p->sent_gens = false;
     p->rs = p->rs == PR_SPLIT_BRAIN ? PR_SPLIT_BRAIN : PR_OFF;
-    if (!connecting)
+    if (!connecting && N.cfg.peer_tls)
+        stream_start_tls(s, N.cfg.peer_tls, true);
+    else if (!connecting)
         send_hello(p);
 }
 
@@ -636,6 +659,9 @@ int link_start(void)
         snprintf(p->addr, sizeof p->addr, "%s", N.cfg.peers[i]);
     }
     N.ls.fd = -1;
+    if (N.cfg.listen && !N.cfg.peer_tls)
+        log_warn("the replication port %s accepts unauthenticated peers: anyone who can reach "
+                 "it can write this disk (give --peer-psk or --peer-certificates)", N.cfg.listen);
     if (N.cfg.listen)
         return listener_open(&N.ls, N.cfg.listen, on_accept, NULL);
     return 0;
