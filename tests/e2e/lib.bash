@@ -216,5 +216,47 @@ jfield() {
     status_json "$1" | "$PY" -c "import json,sys; s = json.load(sys.stdin); p = (s['peers'] or [{}])[0]; print($2)"
 }
 
+# make_tls DIR: test credentials in DIR: server/ (ca-cert.pem, server-cert.pem
+# and server-key.pem, for localhost and the test hosts' addresses, usable by
+# a client too), client/ (ca-cert.pem, client-cert.pem, client-key.pem),
+# nocert/ (the CA only), other/ (all of server/ from another CA), keys.psk
+# and wrong.psk (psktool files for user alice)
+make_tls() {
+    local d=$1 ip
+    mkdir -p "$d/server" "$d/client" "$d/nocert" "$d/other"
+    printf 'cn = nbdmirror test CA\nca\ncert_signing_key\nexpiration_days = 7\n' >"$d/ca.info"
+    {
+        printf 'organization = nbdmirror tests\ncn = localhost\ndns_name = localhost\n'
+        printf 'ip_address = 127.0.0.1\n'
+        for ip in 1 2 3; do printf 'ip_address = 10.77.%d.1\nip_address = 10.77.%d.2\n' $ip $ip; done
+        printf 'tls_www_server\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 7\n'
+    } >"$d/node.info"
+    sed 's/^cn = localhost/cn = client/' "$d/node.info" >"$d/client.info"
+    certtool --generate-privkey --outfile "$d/ca-key.pem" 2>/dev/null
+    certtool --generate-self-signed --load-privkey "$d/ca-key.pem" --template "$d/ca.info" \
+        --outfile "$d/ca-cert.pem" 2>/dev/null
+    local sub
+    for sub in server client; do
+        certtool --generate-privkey --outfile "$d/$sub/$sub-key.pem" 2>/dev/null
+        certtool --generate-certificate --load-privkey "$d/$sub/$sub-key.pem" \
+            --load-ca-certificate "$d/ca-cert.pem" --load-ca-privkey "$d/ca-key.pem" \
+            --template "$d/$( [ $sub = server ] && echo node || echo client).info" \
+            --outfile "$d/$sub/$sub-cert.pem" 2>/dev/null
+        cp "$d/ca-cert.pem" "$d/$sub/"
+    done
+    cp "$d/ca-cert.pem" "$d/nocert/"
+    certtool --generate-privkey --outfile "$d/other/ca-key.pem" 2>/dev/null
+    certtool --generate-self-signed --load-privkey "$d/other/ca-key.pem" --template "$d/ca.info" \
+        --outfile "$d/other/ca-cert.pem" 2>/dev/null
+    certtool --generate-privkey --outfile "$d/other/server-key.pem" 2>/dev/null
+    certtool --generate-certificate --load-privkey "$d/other/server-key.pem" \
+        --load-ca-certificate "$d/other/ca-cert.pem" --load-ca-privkey "$d/other/ca-key.pem" \
+        --template "$d/node.info" --outfile "$d/other/server-cert.pem" 2>/dev/null
+    psktool -u alice -p "$d/keys.psk" >/dev/null
+    psktool -u alice -p "$d/wrong.psk" >/dev/null
+    [ -s "$d/server/server-cert.pem" ] && [ -s "$d/other/server-cert.pem" ] && [ -s "$d/keys.psk" ] ||
+        fail "could not make the test credentials"
+}
+
 # data_equal A B: the data areas (DATA_SIZE bytes) of two disk images are identical
 data_equal() { cmp -n "$DATA_SIZE" "$1" "$2"; }
