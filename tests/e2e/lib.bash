@@ -25,7 +25,17 @@ trap _run_cleanups EXIT
 # fio's verify state files would land in the current directory (the repository)
 fio() { command fio --verify_state_save=0 "$@"; }
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() {
+    echo "FAIL: $*" >&2
+    # the nodes' own logs say why; they go with the temporary directory
+    local f
+    for f in "$T"/*.log; do
+        [ -f "$f" ] || continue
+        echo "--- last lines of $(basename "$f"):" >&2
+        tail -n 40 "$f" >&2
+    done
+    exit 1
+}
 skip() { echo "$*"; exit 77; }
 log() { echo "--- $*"; }
 
