@@ -404,6 +404,8 @@ static void decide(struct peer *p)
     case GD_BITMAP_SOURCE:
     case GD_FULL_SOURCE:
         p->rs = PR_PAUSED_SOURCE; /* until its bitmap is here */
+        if (p->disk == DS_UPTODATE)
+            p->disk = DS_OUTDATED; /* it lacks blocks: it says so itself (below) */
         break;
     case GD_BITMAP_TARGET:
     case GD_FULL_TARGET:
