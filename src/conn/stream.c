@@ -455,6 +455,9 @@ static void tls_step(struct stream *s)
     }
     if (r < 0) {
         tls_failure(s->tls, r, s->why, sizeof s->why);
+        /* best effort: the other end logs why too (a bad certificate, not
+         * a connection that merely broke) */
+        gnutls_alert_send_appropriate(s->tls, r);
         stream_close(s, s->why);
         return;
     }

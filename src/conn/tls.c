@@ -184,6 +184,8 @@ void tls_failure(void *session, int err, char *buf, size_t len)
         gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509, &out, 0) == 0) {
         snprintf(buf, len, "TLS: %s", out.data);
         gnutls_free(out.data);
+        for (size_t n = strlen(buf); n && buf[n - 1] == ' '; n--)
+            buf[n - 1] = '\0';
         return;
     }
     if (err == GNUTLS_E_WARNING_ALERT_RECEIVED || err == GNUTLS_E_FATAL_ALERT_RECEIVED)

@@ -3,36 +3,10 @@ connection closes) and the daemon stays up with bounded memory.
 Usage: repl_abuse.py HOST PORT PID DATA_SIZE"""
 import os, socket, struct, sys, time
 from nbdtest import closed
+from replwire import hdr, hello, gens, handshake
 
 HOST, PORT, PID, SIZE = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 failures = []
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-    return crc ^ 0xFFFFFFFF
-
-def hdr(typ, length=0, seq=0, epoch=0, aux=0, flags=0, version=2, magic=0x4E4D5250):
-    h = struct.pack(">IBBHIIQI", magic, version, typ, flags, length, epoch, seq, aux)
-    return h + struct.pack(">I", crc32c(h))
-
-def hello(size, role=1, proto=ord("C"), node=1234):
-    p = struct.pack(">QQQIBBB", size, node, 0, 4096, role, proto, 3)
-    return hdr(1, 48) + p + bytes(48 - len(p))
-
-SKIP_SYNC = 0x4E4D534B49505331  # the id of disks made with --skip-initial-sync
-
-def gens(current=SKIP_SYNC, node=1234, primary=True):
-    # current, bitmap, history[4], bits, primary_since, node_id, flags, disk, policy
-    p = struct.pack(">QQ4QQQQIBB", current, 0, 0, 0, 0, 0, 0, 0, node, 1 if primary else 0, 3, 0)
-    return hdr(11, 96) + p + bytes(96 - len(p))
-
-def handshake(size):
-    """A valid primary's handshake (equal ids: nothing to sync)."""
-    return hello(size) + gens()
 
 def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)

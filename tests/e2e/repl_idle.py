@@ -4,24 +4,18 @@ Opens N TCP connections to HOST:PORT and, per MODE, sends nothing ("idle"),
 the first 10 bytes of a valid HELLO header ("header"), or a whole HELLO
 header and part of its payload ("payload"); then stalls. Once the daemon has
 taken up every connection (its HELLO arrived, or it closed the connection),
-creates the file READY. Exits 0 if every connection is closed by the other
+creates the file READY. MODE "silent" sends nothing and creates READY once
+connected: with --peer-psk or --peer-certificates the daemon says nothing
+before the dialler's TLS hello. Exits 0 if every connection is closed by the other
 end within DEADLINE seconds of that, 1 if not."""
-import os, select, socket, struct, sys, time
+import os, select, socket, sys, time
+from replwire import HELLO, hdr
 
 HOST, PORT, N, MODE, READY, DEADLINE = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
                                         sys.argv[4], sys.argv[5], float(sys.argv[6]))
 
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-    return crc ^ 0xFFFFFFFF
-
 def hello_hdr():
-    h = struct.pack(">IBBHIIQI", 0x4E4D5250, 1, 1, 0, 48, 0, 0, 0)  # HELLO, 48 bytes
-    return h + struct.pack(">I", crc32c(h))
+    return hdr(HELLO, 48)
 
 def connect():
     end = time.monotonic() + 15
@@ -64,6 +58,8 @@ def poll(timeout):
         else:
             closed[s] = time.monotonic()
 
+if MODE == "silent":
+    heard.update(socks)
 while any(s not in heard and s not in closed for s in socks):
     if time.monotonic() - start > 15:
         sys.exit(f"the daemon did not take up all {N} connections")
