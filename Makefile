@@ -3,10 +3,14 @@
 
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
-# `make SANITIZE=1 ...` builds with AddressSanitizer and UBSan (into build-san/)
+# `make SANITIZE=address,undefined [check]` builds with those sanitizers into
+# build-san/ (and runs every test against that build); SANITIZE=1 means the same
 ifeq ($(SANITIZE),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=address,undefined
+override SANITIZE = address,undefined
+endif
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=$(SANITIZE)
 BUILD   = build-san
 endif
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
@@ -19,14 +23,25 @@ LIBOBJS = $(filter-out $(BUILD)/src/main.o $(BUILD)/src/cmd_%.o,$(OBJS))
 UNITS   = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/*.c))
 TOOLS   = $(patsubst tools/%.c,$(BUILD)/tools/%,$(wildcard tools/*.c))
 
+# libFuzzer targets (tests/fuzz): clang, the daemon's own sources built with
+# the fuzzer's coverage and ASan+UBSan into build-fuzz/
+FUZZ_BUILD   = build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_CFLAGS  = -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+               -fno-sanitize-recover=undefined -std=gnu11 -Wall -Wextra -Werror -Iinclude -Isrc \
+               -D_GNU_SOURCE
+FUZZ_LIBOBJS = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(filter-out src/main.c src/cmd_%.c,$(SRCS)))
+FUZZERS      = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
 # Debian packages: to build, to test, and to benchmark against.
 DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev libgnutls28-dev
+DEPS_FUZZ  = clang libclang-rt-14-dev
 DEPS_TEST  = libnbd-bin nbdfuse python3-libnbd fio qemu-utils e2fsprogs fuse3 \
              util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
-             gnutls-bin
+             gnutls-bin $(DEPS_FUZZ)
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 
-.PHONY: all check demo bench deps deps-test deps-bench clean units tools
+.PHONY: all check demo bench deps deps-test deps-bench clean units tools fuzzers fuzz
 
 all: $(BUILD)/nbdmirror tools
 
@@ -48,6 +63,15 @@ $(BUILD)/tools/%: tools/%.c
 units: $(UNITS)
 tools: $(TOOLS)
 
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBOBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzzers: $(FUZZERS)
+
 # Installs only what is missing, so a prepared machine makes no apt calls.
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
@@ -66,8 +90,14 @@ deps-bench: deps-test
 	$(call apt_install,$(DEPS_BENCH))
 
 check: deps-test
-	$(MAKE) all units
-	tests/run
+	$(MAKE) all units fuzzers
+	NBDM=$(CURDIR)/$(BUILD)/nbdmirror tests/run
+
+# each fuzzer for FUZZ_SECONDS (default 300), from its seeds and what
+# earlier runs found (build-fuzz/corpus/)
+fuzz: deps-test
+	$(MAKE) fuzzers
+	tests/fuzz/run $(FUZZ_SECONDS)
 
 demo: deps-test
 	$(MAKE) all
@@ -80,6 +110,6 @@ bench: deps-bench
 	bench/recovery
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD)
 
--include $(OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(FUZZ_LIBOBJS:.o=.d)

@@ -8,6 +8,7 @@
 
 /* ---- logging: one line per event, to stderr, with a timestamp ---- */
 void nm_log_init(const char *prog);
+void nm_log_silence(bool on); /* fuzzing: millions of connections, no lines */
 void nm_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* For errors that can repeat per request: one line a second, then a count. */

@@ -7,8 +7,10 @@
 #include "common.h"
 
 static const char *prog = "nbdmirror";
+static bool silent;
 
 void nm_log_init(const char *p) { prog = p; }
+void nm_log_silence(bool on) { silent = on; }
 
 void nm_log(const char *level, const char *fmt, ...)
 {
@@ -18,6 +20,8 @@ void nm_log(const char *level, const char *fmt, ...)
     va_list ap;
     int n;
 
+    if (silent)
+        return;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %s: %s: ", tm.tm_hour,

@@ -4,7 +4,7 @@ forge them (src/repl/wire.c is the reference: a 32-byte header whose last
 import struct
 
 MAGIC, VERSION = 0x4E4D5250, 2
-HELLO, WRITE, BARRIER, GENS = 1, 2, 4, 11
+HELLO, WRITE, TRIM, ZERO, BARRIER, GENS = 1, 2, 3, 4, 5, 11
 SKIP_SYNC = 0x4E4D534B49505331  # the id of disks made with --skip-initial-sync
 
 def crc32c(data):
@@ -23,9 +23,10 @@ def hello(size, role=1, proto=ord("C"), node=1234):
     p = struct.pack(">QQQIBBB", size, node, 0, 4096, role, proto, 3)
     return hdr(HELLO, 48) + p + bytes(48 - len(p))
 
-def gens(current=SKIP_SYNC, node=1234, primary=True):
+def gens(current=SKIP_SYNC, node=1234, primary=True, bitmap=0, history=(0, 0, 0, 0), bits=0):
     # current, bitmap, history[4], bits, primary_since, node_id, flags, disk, policy
-    p = struct.pack(">QQ4QQQQIBB", current, 0, 0, 0, 0, 0, 0, 0, node, 1 if primary else 0, 3, 0)
+    p = struct.pack(">QQ4QQQQIBB", current, bitmap, *history, bits, 0, node,
+                    1 if primary else 0, 3, 0)
     return hdr(GENS, 96) + p + bytes(96 - len(p))
 
 def handshake(size):
