@@ -18,9 +18,9 @@ check_engine() { # check_engine WANT_IN_LOG CMD...
 }
 check_engine "io_uring" "$NBDM" serve
 check_engine "libaio" "$NBDM" serve --engine aio
-check_engine "libaio, buffered (fallback: io_uring unavailable" "$ROOT/build/tools/no-uring" "$NBDM" serve
+check_engine "libaio, buffered (fallback: io_uring unavailable" "${BUILD_DIR:-$ROOT/build}/tools/no-uring" "$NBDM" serve
 
-if "$ROOT/build/tools/no-uring" "$NBDM" serve --engine uring "$T/disk" --nbd "unix:$SOCK" \
+if "${BUILD_DIR:-$ROOT/build}/tools/no-uring" "$NBDM" serve --engine uring "$T/disk" --nbd "unix:$SOCK" \
     --control "$CTL" 2>"$T/err"; then
     fail "forced io_uring without io_uring must fail"
 fi

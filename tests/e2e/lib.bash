@@ -44,7 +44,7 @@ engine_cmd() {
     case $ENGINE_MODE in
     uring) echo "$NBDM serve --engine uring" ;;
     aio) echo "$NBDM serve --engine aio" ;;
-    fallback) echo "$ROOT/build/tools/no-uring $NBDM serve" ;;
+    fallback) echo "${BUILD_DIR:-$ROOT/build}/tools/no-uring $NBDM serve" ;;
     *) fail "unknown ENGINE_MODE $ENGINE_MODE" ;;
     esac
 }
