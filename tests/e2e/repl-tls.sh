@@ -115,9 +115,15 @@ IDLE_PID=$!
 on_exit "kill $IDLE_PID 2>/dev/null"
 for _ in $(seq 300); do [ -e "$T/idle.ready" ] && break; sleep 0.1; done
 [ -e "$T/idle.ready" ] || { cat "$T/idle.out"; fail "could not open 100 connections"; }
+t0=$(date +%s%N)
 start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C \
     --peer-psk "$C/keys.psk"
 wait_peers p 1
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "the real primary was Established after $ms ms"
+# within the handshake timeout (5 s), which is when the strangers would go
+# anyway: they must not be what let it in
+[ $ms -lt 5000 ] || fail "the real primary waited for the silent connections to time out"
 rc=0
 wait "$IDLE_PID" || rc=$?
 cat "$T/idle.out"
