@@ -44,27 +44,30 @@ both_stop_equal() {
 # (truncated, not removed: a running node appends to its log)
 fresh_logs() { : >"$T/p.log"; : >"$T/s1.log"; }
 
-log "pre-shared key, protocol C, through a relay that records the wire"
-relay
-start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 --peer-psk "$C/keys.psk"
-start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.1:7790 --protocol C \
-    --peer-psk "$C/keys.psk"
-wait_peers p 1
-load psk
-both_stop_equal psk
-[ "$(stat -c %s "$T/wire")" -gt $((20 << 20)) ] || fail "the link did not go through the relay"
-plaintext_on_wire && fail "written data crossed the PSK link in plaintext"
-grep -q "accepts unauthenticated" "$T/s1.log" && fail "a warning about a port that does authenticate"
-kill "$RELAY"
+# mirrored NAME AUTH...: protocol C between nodes given AUTH, through the
+# relay; fio verifies, the images are equal, the wire carried no plaintext
+mirrored() {
+    local name=$1
+    shift
+    fresh_logs
+    relay
+    start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 "$@"
+    start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.1:7790 \
+        --protocol C "$@"
+    wait_peers p 1
+    load "$name"
+    both_stop_equal "$name"
+    kill "$RELAY"
+    [ "$(stat -c %s "$T/wire")" -gt $((20 << 20)) ] || fail "$name: the link did not go through the relay"
+    plaintext_on_wire && fail "$name: written data crossed the link in plaintext"
+    grep -q "accepts unauthenticated" "$T/s1.log" && fail "$name: a warning about a port that does authenticate"
+    return 0
+}
 
-log "X.509, each node with a certificate of the same CA"
-fresh_logs
-start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 --peer-certificates "$C/server"
-start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C \
-    --peer-certificates "$C/server"
-wait_peers p 1
-load x509
-both_stop_equal x509
+log "pre-shared key, protocol C, through a relay that records the wire"
+mirrored psk --peer-psk "$C/keys.psk"
+log "X.509, each node with a certificate of the same CA, the same way"
+mirrored x509 --peer-certificates "$C/server"
 
 # a secondary that takes only the right key; what is on its disk now must
 # stay there whoever else knocks

@@ -14,16 +14,13 @@
  *
  * Also the pure decoders on every frame, and the rule that both sides of a
  * link reach the same decision: gen_decide(a, b) mirrors gen_decide(b, a). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "peer.h"
 #include "conn.h"
 #include "gen.h"
 #include "io.h"
@@ -36,6 +33,8 @@ static struct meta meta;
 static char sock_path[108];
 static uint8_t *buf;
 static size_t buf_cap;
+
+static bool busy(void) { return io_inflight(io) || io_pending(io) || repl_busy(); }
 
 static void turn(int timeout_ms)
 {
@@ -131,12 +130,6 @@ static void prepare(uint8_t *b, size_t len, bool fix)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    size_t off = 0;
-    bool shut = false, eof = false;
-    unsigned quiet = 0; /* turns with nothing to do, after the last byte went */
-    char sink[65536];
-
     if (size < 1)
         return 0;
     if (size > buf_cap && !(buf = realloc(buf, buf_cap = size)))
@@ -145,41 +138,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
     prepare(buf, size, data[0] & 1);
 
-    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memcpy(sa.sun_path, sock_path, sizeof sa.sun_path);
-    if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa) < 0)
-        abort();
-    fcntl(c, F_SETFL, O_NONBLOCK);
-    while (!eof) {
-        if (off < size) {
-            ssize_t n = send(c, buf + off, size - off, MSG_NOSIGNAL);
-            if (n > 0)
-                off += n;
-            else if (n < 0 && errno != EAGAIN)
-                off = size; /* the node closed on us: fine */
-        }
-        /* all sent: the end of the input once everything it started is
-         * done (an end of file now would cut short what is staged) */
-        if (off == size && !shut && ++quiet > 3) {
-            shutdown(c, SHUT_WR);
-            shut = true;
-        }
-        if (io_inflight(io) || io_pending(io) || repl_busy())
-            quiet = 0;
-        turn(shut ? 10 : 0);
-        for (;;) {
-            ssize_t n = recv(c, sink, sizeof sink, 0);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-                eof = true;
-                break;
-            }
-            if (n < 0)
-                break;
-        }
-    }
-    close(c);
-    while (io_inflight(io) || io_pending(io) || repl_busy())
-        turn(0);
-    turn(0);
+    fuzz_peer_run(sock_path, buf, size, turn, busy);
     return 0;
 }
