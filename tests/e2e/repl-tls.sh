@@ -89,13 +89,19 @@ refused_by_s1() {
     unchanged "$1"
 }
 
+# mismatched WHAT OPTION S1_VALUE P_VALUE: s1 started with OPTION S1_VALUE,
+# the primary with OPTION P_VALUE; both refuse, and say why
+mismatched() {
+    fresh_logs
+    start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 "$2" "$3"
+    start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 \
+        --protocol C "$2" "$4"
+    refused_by_s1 "$1"
+    grep "peer 10.77.1.2:7789: refused" "$T/p.log" | head -n 1 || fail "$1: the primary does not say why"
+}
+
 log "a primary with the wrong key"
-fresh_logs
-start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 --peer-psk "$C/keys.psk"
-start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C \
-    --peer-psk "$C/wrong.psk"
-refused_by_s1 "wrong key"
-grep "peer 10.77.1.2:7789: refused" "$T/p.log" | head -n 1 || fail "the primary does not say why"
+mismatched "wrong key" --peer-psk "$C/keys.psk" "$C/wrong.psk"
 
 log "a primary with no key"
 fresh_logs
@@ -137,12 +143,7 @@ stop_node s1 2>/dev/null || true
 
 log "X.509: a node whose certificate is from another CA"
 cp "$T/s1.img" "$T/s1.before"
-fresh_logs
-start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789 --peer-certificates "$C/server"
-start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --protocol C \
-    --peer-certificates "$C/other"
-refused_by_s1 "another CA"
-grep "peer 10.77.1.2:7789: refused" "$T/p.log" | head -n 1 || fail "the primary does not say why"
+mismatched "another CA" --peer-certificates "$C/server" "$C/other"
 stop_node s1
 "$NBDM" serve "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 \
     --peer-certificates "$C/nocert" \
