@@ -133,6 +133,7 @@ struct stream {
     void *tls;
     const struct tls_creds *tls_creds;
     bool tls_server, tls_begin, tls_up, tls_uncork, tls_hs_write;
+    bool rx_pending;            /* decrypted input waits: read it this loop turn */
     uint8_t *tls_pre;           /* bytes that came before the handshake began */
     uint32_t tls_pre_len, tls_pre_off;
 };

@@ -22,6 +22,7 @@ const char STREAM_EOF[] = "closed by the peer";
 static struct stream *dirty; /* queued to since their last flush */
 
 static void tls_maybe_begin(struct stream *s);
+static void tls_check_pending(struct stream *s);
 
 static bool over_limit(const struct stream *s) { return s->q_limit && s->q_count >= s->q_limit; }
 
@@ -68,6 +69,15 @@ static bool leave(struct stream *s)
     return false;
 }
 
+static void mark_dirty(struct stream *s)
+{
+    if (!s->on_dirty) {
+        s->on_dirty = true;
+        s->next_dirty = dirty;
+        dirty = s;
+    }
+}
+
 static void undirty(struct stream *s)
 {
     for (struct stream **pp = &dirty; *pp; pp = &(*pp)->next_dirty)
@@ -75,7 +85,7 @@ static void undirty(struct stream *s)
             *pp = s->next_dirty;
             break;
         }
-    s->on_dirty = s->unflushed = false;
+    s->on_dirty = s->unflushed = s->rx_pending = false;
 }
 
 void stream_close(struct stream *s, const char *why)
@@ -229,6 +239,17 @@ static void pump(struct stream *s)
     }
     if (got && !s->dead)
         s->last_rx = now_ms();
+    tls_check_pending(s);
+}
+
+/* Bytes GnuTLS decrypted but nobody read wake no epoll: read them at the
+ * end of this loop turn (stream_flush_dirty), or now that input may go on. */
+static void tls_check_pending(struct stream *s)
+{
+    if (s->tls && s->tls_up && !s->dead && gnutls_record_check_pending(s->tls)) {
+        s->rx_pending = true;
+        mark_dirty(s);
+    }
 }
 
 static void tls_begin(struct stream *s);
@@ -388,8 +409,10 @@ done:
             return;
         }
     }
-    if (was_over && !over_limit(s))
+    if (was_over && !over_limit(s)) {
         deliver(s); /* input waited for the queue to shrink */
+        tls_check_pending(s);
+    }
 }
 
 void stream_flush(struct stream *s)
@@ -407,6 +430,13 @@ void stream_flush_dirty(void)
         struct stream *s = dirty;
         dirty = s->next_dirty;
         s->on_dirty = false;
+        if (s->rx_pending && !s->dead) {
+            s->rx_pending = false;
+            s->depth++;
+            if (want_read(s))
+                pump(s); /* else held: stream_unhold reads them */
+            leave(s);
+        }
         if (s->unflushed)
             stream_flush(s);
     }
@@ -635,8 +665,7 @@ void stream_unhold(struct stream *s)
     s->depth++;
     deliver(s); /* what is staged first; epoll says when more can be read */
     /* ... except what TLS already decrypted: no event will say it is there */
-    if (!s->dead && s->tls && s->tls_up && gnutls_record_check_pending(s->tls))
-        pump(s);
+    tls_check_pending(s);
     leave(s);
 }
 
@@ -660,11 +689,7 @@ int stream_queue(struct stream *s, const void *hdr, unsigned hdr_len, const void
     s->q_bytes += hdr_len + data_len;
     if (!s->unflushed) {
         s->unflushed = true;
-        if (!s->on_dirty) {
-            s->on_dirty = true;
-            s->next_dirty = dirty;
-            dirty = s;
-        }
+        mark_dirty(s);
     }
     return 0;
 }
