@@ -87,14 +87,26 @@ static enum gen_decision by_ids(const struct gen_view *me, const struct gen_view
                                             : "a brand-new disk";
         return mine ? GD_FULL_SOURCE : GD_FULL_TARGET;
     }
-    if (me->bitmap && me->bitmap == peer->current) {
+    bool mine = me->bitmap && me->bitmap == peer->current;
+    bool theirs = peer->bitmap && peer->bitmap == me->current;
+    if (mine && theirs && me->current != peer->current) {
+        /* each says the other did not move on, yet they differ: no honest
+         * history gives this, and either answer would be a guess (the two
+         * sides must not guess differently) */
+        *why = "contradictory generation ids (damaged or forged metadata; connect "
+               "--discard-my-data on the node to overwrite)";
+        return me->discard_my_data ? GD_FULL_TARGET
+               : peer->discard_my_data ? GD_FULL_SOURCE : GD_REFUSED;
+    }
+    if (mine && !theirs) {
         *why = "the peer did not write since my bitmap for it began";
         return GD_BITMAP_SOURCE;
     }
-    if (peer->bitmap && peer->bitmap == me->current) {
+    if (theirs && !mine) {
         *why = "I did not write since the peer's bitmap for me began";
         return GD_BITMAP_TARGET;
     }
+    /* (both, with equal ids: neither moved on; the marked blocks decide) */
     if (me->current == peer->current) {
         /* bits with no new id: writes a peer may lack were marked when it
          * went away (an unconfirmed id change, a crashed primary's log) */

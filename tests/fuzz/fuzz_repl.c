@@ -123,6 +123,16 @@ static void prepare(uint8_t *b, size_t len, bool fix)
         if (a != gen_mirror(b2)) {
             fprintf(stderr, "fuzz_repl: the two sides decide differently: %s (%s) / %s (%s)\n",
                     gen_decision_name(a), w1, gen_decision_name(b2), w2);
+            for (int i = 0; i < 2; i++)
+                fprintf(stderr, "  view %d: node %llx current %llx bitmap %llx history %llx %llx "
+                        "%llx %llx bits %llu since %llu disk %u primary %d full %d discard %d "
+                        "policy %u\n", i, (unsigned long long)v[i].node_id,
+                        (unsigned long long)v[i].current, (unsigned long long)v[i].bitmap,
+                        (unsigned long long)v[i].history[0], (unsigned long long)v[i].history[1],
+                        (unsigned long long)v[i].history[2], (unsigned long long)v[i].history[3],
+                        (unsigned long long)v[i].bits, (unsigned long long)v[i].primary_since,
+                        v[i].disk, v[i].primary, v[i].want_full, v[i].discard_my_data,
+                        v[i].sb_policy);
             abort();
         }
     }

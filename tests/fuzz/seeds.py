@@ -2,7 +2,8 @@
 """Writes the fuzzers' seed corpus into tests/fuzz/seeds/{nbd,repl,meta}/:
 valid conversations and structures, which the fuzzers mutate. Run from the
 repository root after `make` (the metadata seeds come from create-md).
-The files are committed; rerun this when a format changes."""
+The files are committed; rerun this when a format changes. Inputs that
+once crashed a fuzzer are kept beside them as crash-* (not made here)."""
 import os, struct, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))

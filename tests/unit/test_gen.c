@@ -117,6 +117,22 @@ static void test_rows(void)
     a = view(1, 0x100, 0, DS_UPTODATE, true);
     b = view(2, 0x200, 0x100, DS_UPTODATE, false);
     CHECK(decide(&a, &b) == GD_REFUSED && strstr(why, "demote this node"));
+    /* each side's bitmap starts at the other's current id, and the ids
+     * differ: no honest history gives this (fuzz_repl found that each side
+     * then called itself the source); both refuse, or obey a discard */
+    a = view(1, 0x900, 0xa00, DS_UPTODATE, false);
+    b = view(2, 0xa00, 0x900, DS_UPTODATE, false);
+    CHECK(decide(&a, &b) == GD_REFUSED && strstr(why, "contradictory"));
+    a.primary = true;
+    b.discard_my_data = true;
+    CHECK(decide(&a, &b) == GD_FULL_SOURCE);
+    a.primary = b.discard_my_data = false;
+    /* ... and with equal ids neither moved on: the marked blocks decide */
+    a = view(1, 0x900, 0x900, DS_UPTODATE, false);
+    b = view(2, 0x900, 0x900, DS_UPTODATE, false);
+    CHECK(decide(&a, &b) == GD_NONE);
+    b.bits = 5;
+    CHECK(decide(&a, &b) == GD_BITMAP_TARGET);
 }
 
 static void test_after_sb_0pri(void)
