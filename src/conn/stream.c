@@ -274,7 +274,9 @@ static bool pop_item(struct stream *s)
     return !s->dead;
 }
 
-#define TLS_BATCH (1u << 20) /* bytes corked into records before they go */
+/* Bytes corked into records before they go: what GnuTLS holds per
+ * connection (a 64 MiB read reply goes in pieces, not in one copy). */
+#define TLS_BATCH (256u << 10)
 
 /* TLS: items are copied into records (corked, so many small ones share a
  * record and a send), then the records go; what the socket does not take
@@ -299,21 +301,29 @@ static bool tls_flush(struct stream *s)
     gnutls_record_cork(s->tls);
     while (s->q_count && corked < TLS_BATCH) {
         const struct stream_item *it = &s->q[s->q_head];
-        size_t off = s->q_off;
+        size_t total = (size_t)it->hdr_len + it->data_len, off = s->q_off;
         ssize_t r = 0;
-        if (off < it->hdr_len)
+        if (off < it->hdr_len) {
             r = gnutls_record_send(s->tls, it->hdr + off, it->hdr_len - off);
-        if (r >= 0 && it->data_len)
-            r = gnutls_record_send(s->tls, it->data + (off > it->hdr_len ? off - it->hdr_len : 0),
-                                   it->data_len - (off > it->hdr_len ? off - it->hdr_len : 0));
+            off = it->hdr_len;
+        }
+        if (r >= 0 && off < total) { /* as much as this batch has room for */
+            size_t n = total - off, room = TLS_BATCH - corked;
+            n = n < room ? n : room;
+            r = gnutls_record_send(s->tls, it->data + (off - it->hdr_len), n);
+            off += n;
+        }
         if (r < 0) {
             tls_failure(s->tls, (int)r, s->why, sizeof s->why);
             stream_close(s, s->why);
             return false;
         }
-        corked += (size_t)it->hdr_len + it->data_len - off;
+        corked += off - s->q_off;
+        s->q_off = off;
+        if (off < total)
+            break; /* the rest of this item in the next batch */
         s->q_off = 0;
-        if (!pop_item(s)) /* copied into a record: the buffer is free */
+        if (!pop_item(s)) /* copied into records: the buffer is free */
             return false;
     }
     int r = gnutls_record_uncork(s->tls, 0);

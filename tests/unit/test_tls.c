@@ -104,7 +104,7 @@ static void start(int in_cap_b, const struct tls_creds *ca, const struct tls_cre
 /* n frames of `size` bytes each way, queued at once */
 static void exchange(int n, uint32_t size)
 {
-    static uint8_t data[1 << 16], hdr[4];
+    static uint8_t data[1 << 20], hdr[4];
     uint64_t expect = 0;
     for (uint32_t i = 0; i < size; i++)
         data[i] = (uint8_t)(i * 13 + 5);
@@ -144,6 +144,7 @@ int main(void)
     CHECK(secured == 2 && closed == 0 && a.s.tls_up && b.s.tls_up);
     exchange(200, 1000);
     exchange(10, 60000);
+    exchange(3, 1000000); /* longer than a batch of records: sent in pieces */
     /* a receiver that stages 64 bytes reads a record of many small frames
      * in many small pieces, more than its rounds per wakeup: all of it must
      * arrive, though the socket is empty once GnuTLS has the record */
