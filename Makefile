@@ -33,10 +33,11 @@ FUZZ_CFLAGS  = -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-fram
 FUZZ_LIBOBJS = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(filter-out src/main.c src/cmd_%.c,$(SRCS)))
 FUZZERS      = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-# Debian packages: to build, to test, and to benchmark against.
+# Debian packages: to build, to test, and to benchmark against (nbdfuse is
+# in libnbd-bin on Debian 12; naming it would run apt-get every time).
 DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev libgnutls28-dev
 DEPS_FUZZ  = clang libclang-rt-14-dev
-DEPS_TEST  = libnbd-bin nbdfuse python3-libnbd fio qemu-utils e2fsprogs fuse3 \
+DEPS_TEST  = libnbd-bin python3-libnbd fio qemu-utils e2fsprogs fuse3 \
              util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
              gnutls-bin $(DEPS_FUZZ)
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
