@@ -195,6 +195,7 @@ void tls_creds_free(struct tls_creds *c);
 bool tls_creds_are_psk(const struct tls_creds *c);
 int tls_session_new(void **out, const struct tls_creds *c, bool server, const char **why);
 void tls_failure(void *session, int err, char *buf, size_t len); /* a failure, in words */
+void tls_describe(void *session, char *buf, size_t len); /* version, key exchange, cipher */
 /* TLS on s from now on (server or client side): once every queued item has
  * left in the clear (a STARTTLS reply), the handshake runs; input is not
  * parsed until it is done (on_secure), and everything after goes through

@@ -11,9 +11,13 @@
 #include "conn.h"
 
 /* TLS 1.2 at least (the NBD spec's rule), and for PSK the key exchanges
- * that use it, forward secret ones first */
+ * that use it, forward secret ones first. A TLS 1.3 pre-shared key is
+ * bound to SHA-256, which rules out NORMAL's first suite (AES-256-GCM with
+ * SHA-384) and left ChaCha20 next: on CPUs with AES instructions it cost
+ * 4x the CPU of AES-128-GCM (1 MiB writes over a replication link: 2.7 ms
+ * of CPU per MiB on the primary). So ChaCha20 goes last for PSK. */
 #define PRIO_X509 "NORMAL:-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1"
-#define PRIO_PSK  PRIO_X509 ":+ECDHE-PSK:+DHE-PSK:+PSK"
+#define PRIO_PSK  PRIO_X509 ":-CHACHA20-POLY1305:+CHACHA20-POLY1305:+ECDHE-PSK:+DHE-PSK:+PSK"
 
 struct tls_creds {
     bool psk, verify;
@@ -193,4 +197,11 @@ void tls_failure(void *session, int err, char *buf, size_t len)
                  gnutls_alert_get_name(gnutls_alert_get(s)));
     else
         snprintf(buf, len, "TLS: %s", gnutls_strerror(err));
+}
+
+void tls_describe(void *session, char *buf, size_t len)
+{
+    char *d = gnutls_session_get_desc(session);
+    snprintf(buf, len, "%s", d ? d : "?");
+    gnutls_free(d);
 }

@@ -94,8 +94,10 @@ static void conn_payload(struct stream *s, void *buf, uint32_t len)
 
 static void conn_secure(struct stream *s)
 {
-    log_info("client %s: TLS (%s)", s->peer,
-             tls_creds_are_psk(srv.exp->tls_creds) ? "pre-shared key" : "X.509");
+    char d[128];
+    tls_describe(s->tls, d, sizeof d);
+    log_info("client %s: TLS (%s) %s", s->peer,
+             tls_creds_are_psk(srv.exp->tls_creds) ? "pre-shared key" : "X.509", d);
 }
 
 static const struct stream_ops conn_ops = { .on_data = conn_data, .on_payload = conn_payload,

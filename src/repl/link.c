@@ -550,7 +550,12 @@ static void link_connected(struct stream *s)
 
 static void link_secure(struct stream *s)
 {
-    send_hello(s->arg);
+    struct peer *p = s->arg;
+    char d[128];
+    tls_describe(s->tls, d, sizeof d);
+    log_info("peer %s: authenticated (%s), %s", p->addr,
+             tls_creds_are_psk(N.cfg.peer_tls) ? "pre-shared key" : "X.509", d);
+    send_hello(p);
 }
 
 static void link_closed(struct stream *s, const char *why)
