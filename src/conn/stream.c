@@ -193,7 +193,9 @@ static void pump(struct stream *s)
     bool got = false;
 
     deliver(s);
-    for (int round = 0; round < STREAM_ROUNDS && want_read(s); round++) {
+    /* TLS reads are a record each: as many bytes per wakeup takes more */
+    int rounds = s->tls ? 4 * STREAM_ROUNDS : STREAM_ROUNDS;
+    for (int round = 0; round < rounds && want_read(s); round++) {
         size_t room;
         ssize_t n;
         bool direct = s->pl_on && s->in_start == s->in_end;
@@ -233,8 +235,9 @@ static void pump(struct stream *s)
         else
             s->in_end += n;
         deliver(s);
-        /* TLS may hold decrypted bytes the socket no longer shows */
-        if ((size_t)n < room && !(s->tls && !s->dead && gnutls_record_check_pending(s->tls)))
+        /* a short read empties the socket, but TLS hands over one record
+         * (16 KiB) at a time: there the next read says (EAGAIN) */
+        if ((size_t)n < room && !s->tls)
             break; /* the socket is empty for now */
     }
     if (got && !s->dead)
