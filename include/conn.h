@@ -134,7 +134,9 @@ struct stream {
     const struct tls_creds *tls_creds;
     bool tls_server, tls_begin, tls_up, tls_uncork, tls_hs_write;
     bool rx_pending;            /* decrypted input waits: read it this loop turn */
-    uint8_t *tls_pre;           /* bytes that came before the handshake began */
+    uint8_t *tls_pre;           /* bytes read, not yet handed to GnuTLS: those
+                                 * that came before the handshake, then a
+                                 * read-ahead (tls_pull) */
     uint32_t tls_pre_len, tls_pre_off;
 };
 

@@ -21,6 +21,8 @@ const char STREAM_EOF[] = "closed by the peer";
 
 static struct stream *dirty; /* queued to since their last flush */
 
+#define TLS_READ_AHEAD (32u << 10) /* tls_pull's: about two records */
+
 static void tls_maybe_begin(struct stream *s);
 static void tls_check_pending(struct stream *s);
 
@@ -249,7 +251,8 @@ static void pump(struct stream *s)
  * end of this loop turn (stream_flush_dirty), or now that input may go on. */
 static void tls_check_pending(struct stream *s)
 {
-    if (s->tls && s->tls_up && !s->dead && gnutls_record_check_pending(s->tls)) {
+    if (s->tls && s->tls_up && !s->dead &&
+        (gnutls_record_check_pending(s->tls) || s->tls_pre_off < s->tls_pre_len)) {
         s->rx_pending = true;
         mark_dirty(s);
     }
@@ -459,10 +462,27 @@ bool stream_any_dirty(void) { return dirty != NULL; }
 
 /* ---- TLS: the transport under GnuTLS, and the handshake ---- */
 
+/* GnuTLS reads a record's 5-byte header, then its body: two recv calls a
+ * record. Once up, one recv takes what is there (up to 32 KiB) and the
+ * rest is served from it. Bytes staged before the handshake come first. */
 static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
     struct stream *s = p;
-    if (s->tls_pre_off < s->tls_pre_len) { /* staged before the handshake began */
+    if (s->tls_pre_off == s->tls_pre_len && s->tls_up && len < TLS_READ_AHEAD) {
+        if (!s->tls_pre && !(s->tls_pre = malloc(TLS_READ_AHEAD))) {
+            gnutls_transport_set_errno(s->tls, ENOMEM);
+            return -1;
+        }
+        ssize_t n = recv(s->fd, s->tls_pre, TLS_READ_AHEAD, MSG_DONTWAIT);
+        if (n <= 0) {
+            if (n < 0)
+                gnutls_transport_set_errno(s->tls, errno);
+            return n;
+        }
+        s->tls_pre_len = n;
+        s->tls_pre_off = 0;
+    }
+    if (s->tls_pre_off < s->tls_pre_len) {
         size_t n = s->tls_pre_len - s->tls_pre_off < len ? s->tls_pre_len - s->tls_pre_off : len;
         memcpy(buf, s->tls_pre + s->tls_pre_off, n);
         s->tls_pre_off += n;
@@ -504,9 +524,7 @@ static void tls_step(struct stream *s)
         stream_close(s, s->why);
         return;
     }
-    s->tls_up = true;
-    free(s->tls_pre);
-    s->tls_pre = NULL;
+    s->tls_up = true; /* (tls_pre: what is left of it is still to be read) */
     s->last_rx = s->last_tx = now_ms();
     if (s->ops->on_secure)
         s->ops->on_secure(s);
@@ -524,7 +542,8 @@ static void tls_begin(struct stream *s)
     uint32_t n = s->in_end - s->in_start;
     s->tls_begin = false;
     if (n) {
-        if (!(s->tls_pre = malloc(n))) {
+        /* (the same buffer is tls_pull's read-ahead later) */
+        if (!(s->tls_pre = malloc(n > TLS_READ_AHEAD ? n : TLS_READ_AHEAD))) {
             stream_close(s, "out of memory");
             return;
         }
