@@ -69,7 +69,7 @@ $(FUZZ_BUILD)/%.o: %.c
 	clang $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBOBJS)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -MMD -MP -MF $@.d -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 fuzzers: $(FUZZERS)
 
@@ -113,4 +113,4 @@ bench: deps-bench
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)
 
--include $(OBJS:.o=.d) $(FUZZ_LIBOBJS:.o=.d)
+-include $(OBJS:.o=.d) $(FUZZ_LIBOBJS:.o=.d) $(FUZZERS:=.d)
