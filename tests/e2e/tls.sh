@@ -101,6 +101,27 @@ for _ in $(seq 100); do [ -e "$SOCK.idle" ] && break; sleep 0.05; done
 timeout 5 nbdinfo --size "$X509URI" >/dev/null || fail "a real client locked out by 100 idle connections"
 echo "a real client got through 100 idle connections"
 kill $IDLE 2>/dev/null || true
+log "more idle connections than the server takes (1100; it holds 1024), then a real client"
+rm -f "$SOCK.idle"
+"$PY" - "$SOCK" <<'PY' &
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+conns = []
+for i in range(1100):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); conns.append(s)
+open(sys.argv[1] + ".idle", "w").close()
+time.sleep(15)
+PY
+IDLE=$!
+on_exit "kill $IDLE 2>/dev/null"
+for _ in $(seq 200); do [ -e "$SOCK.idle" ] && break; sleep 0.05; done
+[ -e "$SOCK.idle" ] || fail "could not open 1100 connections"
+timeout 10 nbdinfo --size "$X509URI" >/dev/null || fail "a real client locked out by 1100 idle connections"
+grep -q "handshake not completed; its place is needed" "$T/server.log" ||
+    fail "a full server did not make room by dropping the oldest handshake"
+echo "a real client got through 1100 idle connections"
+kill $IDLE 2>/dev/null || true
 log "SIGTERM with a TLS client attached"
 "$PY" - "$SOCK" "$C/client" "$T/attached" <<'PY' &
 import nbd, sys, time
