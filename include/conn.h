@@ -132,7 +132,7 @@ struct stream {
      * layer in place of recv/sendmsg */
     void *tls;
     const struct tls_creds *tls_creds;
-    bool tls_server, tls_begin, tls_up, tls_uncork, tls_hs_write;
+    bool tls_begin, tls_up, tls_uncork, tls_hs_write;
     bool rx_pending;            /* decrypted input waits: read it this loop turn */
     uint8_t *tls_pre;           /* bytes read, not yet handed to GnuTLS: those
                                  * that came before the handshake, then a

@@ -170,7 +170,15 @@ static void deliver(struct stream *s)
         tls_maybe_begin(s);
 }
 
-/* recv(), or TLS records once it is up: bytes, 0 at the end, -1 with errno */
+/* A fatal TLS error closes the stream, GnuTLS's words as the reason. */
+static void tls_fail(struct stream *s, int err)
+{
+    tls_failure(s->tls, err, s->why, sizeof s->why);
+    stream_close(s, s->why);
+}
+
+/* recv(), or TLS records once it is up: bytes, 0 at the end, -1 with
+ * errno, -2 when TLS failed (the stream is closed) */
 static ssize_t get(struct stream *s, void *buf, size_t len)
 {
     if (!s->tls)
@@ -184,8 +192,7 @@ static ssize_t get(struct stream *s, void *buf, size_t len)
     }
     if (n == GNUTLS_E_PREMATURE_TERMINATION)
         return 0; /* closed without close_notify: an end all the same */
-    tls_failure(s->tls, (int)n, s->why, sizeof s->why);
-    errno = EPROTO;
+    tls_fail(s, (int)n);
     return -2;
 }
 
@@ -222,10 +229,8 @@ static void pump(struct stream *s)
             stream_close(s, STREAM_EOF);
             return;
         }
-        if (n == -2) {
-            stream_close(s, s->why); /* a TLS failure, said in s->why */
-            return;
-        }
+        if (n == -2)
+            return; /* TLS failed: closed with the reason */
         if (n < 0) {
             if (errno != EAGAIN && errno != EINTR)
                 stream_close(s, strerror(errno));
@@ -295,8 +300,7 @@ static bool tls_flush(struct stream *s)
             return false;
         s->tls_uncork = false;
         if (r < 0) {
-            tls_failure(s->tls, r, s->why, sizeof s->why);
-            stream_close(s, s->why);
+            tls_fail(s, r);
             return false;
         }
         s->last_tx = now_ms();
@@ -320,8 +324,7 @@ static bool tls_flush(struct stream *s)
             off += n;
         }
         if (r < 0) {
-            tls_failure(s->tls, (int)r, s->why, sizeof s->why);
-            stream_close(s, s->why);
+            tls_fail(s, (int)r);
             return false;
         }
         corked += off - s->q_off;
@@ -338,8 +341,7 @@ static bool tls_flush(struct stream *s)
         return false;
     }
     if (r < 0) {
-        tls_failure(s->tls, r, s->why, sizeof s->why);
-        stream_close(s, s->why);
+        tls_fail(s, r);
         return false;
     }
     s->last_tx = now_ms();
@@ -397,12 +399,7 @@ static void flush(struct stream *s)
             if (left < sz)
                 break;
             left -= sz;
-            s->q_bytes -= sz;
-            s->q_head = (s->q_head + 1) % s->q_cap;
-            s->q_count--;
-            if (it->done)
-                it->done(s, it->arg, true);
-            if (s->dead)
+            if (!pop_item(s))
                 return;
         }
         s->q_off = left;
@@ -517,11 +514,10 @@ static void tls_step(struct stream *s)
         return;
     }
     if (r < 0) {
-        tls_failure(s->tls, r, s->why, sizeof s->why);
         /* best effort: the other end logs why too (a bad certificate, not
          * a connection that merely broke) */
         gnutls_alert_send_appropriate(s->tls, r);
-        stream_close(s, s->why);
+        tls_fail(s, r);
         return;
     }
     s->tls_up = true; /* (tls_pre: what is left of it is still to be read) */
@@ -568,7 +564,6 @@ int stream_start_tls(struct stream *s, const struct tls_creds *c, bool server)
         return r;
     }
     s->tls_creds = c;
-    s->tls_server = server;
     s->tls_up = false;
     s->tls_begin = true;
     s->depth++;
