@@ -86,42 +86,34 @@ refused "a client trusting another CA" qemu-io --object "tls-creds-x509,id=t0,en
     --image-opts "driver=nbd,server.type=unix,server.path=$SOCK,tls-creds=t0,tls-hostname=localhost" -c 'read 0 4k'
 
 refused "a plaintext client" nbdinfo --size "nbd+unix:///?socket=$SOCK"
-log "a hundred idle connections, then a real client"
-"$PY" - "$SOCK" <<'PY' &
-import socket, sys, time
-conns = []
-for i in range(100):
-    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); conns.append(s)
-open(sys.argv[1] + ".idle", "w").close()
-time.sleep(8)
-PY
-IDLE=$!
-on_exit "kill $IDLE 2>/dev/null"
-for _ in $(seq 100); do [ -e "$SOCK.idle" ] && break; sleep 0.05; done
-timeout 5 nbdinfo --size "$X509URI" >/dev/null || fail "a real client locked out by 100 idle connections"
-echo "a real client got through 100 idle connections"
-kill $IDLE 2>/dev/null || true
-log "more idle connections than the server takes (1100; it holds 1024), then a real client"
-rm -f "$SOCK.idle"
-"$PY" - "$SOCK" <<'PY' &
+# idle_then_client N SECONDS: N connections that say nothing, then a real
+# TLS client must get its answer within SECONDS
+idle_then_client() {
+    rm -f "$SOCK.idle"
+    "$PY" - "$SOCK" "$1" <<'PY' &
 import resource, socket, sys, time
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
 conns = []
-for i in range(1100):
+for i in range(int(sys.argv[2])):
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); conns.append(s)
 open(sys.argv[1] + ".idle", "w").close()
 time.sleep(15)
 PY
-IDLE=$!
-on_exit "kill $IDLE 2>/dev/null"
-for _ in $(seq 200); do [ -e "$SOCK.idle" ] && break; sleep 0.05; done
-[ -e "$SOCK.idle" ] || fail "could not open 1100 connections"
-timeout 10 nbdinfo --size "$X509URI" >/dev/null || fail "a real client locked out by 1100 idle connections"
+    IDLE=$!
+    on_exit "kill $IDLE 2>/dev/null"
+    for _ in $(seq 200); do [ -e "$SOCK.idle" ] && break; sleep 0.05; done
+    [ -e "$SOCK.idle" ] || fail "could not open $1 connections"
+    timeout "$2" nbdinfo --size "$X509URI" >/dev/null || fail "a real client locked out by $1 idle connections"
+    echo "a real client got through $1 idle connections"
+    kill $IDLE 2>/dev/null || true
+}
+log "a hundred idle connections, then a real client"
+idle_then_client 100 5
+log "more idle connections than the server takes (1100; it holds 1024), then a real client"
+idle_then_client 1100 10
 grep -q "handshake not completed; its place is needed" "$T/server.log" ||
     fail "a full server did not make room by dropping the oldest handshake"
-echo "a real client got through 1100 idle connections"
-kill $IDLE 2>/dev/null || true
 log "SIGTERM with a TLS client attached"
 "$PY" - "$SOCK" "$C/client" "$T/attached" <<'PY' &
 import nbd, sys, time
