@@ -5,7 +5,8 @@
 # trusts another CA, and with --tls-verify-peer one without a certificate,
 # are refused with a log line. The same with a pre-shared key (and a wrong
 # key refused). --tls on serves plaintext and TLS clients. A TLS client
-# writes and reads a 16 MiB request; SIGTERM with a TLS client attached
+# writes and reads a 16 MiB request, and 32 MiB reads leave the peak RSS
+# at the request's buffer and little more; SIGTERM with a TLS client attached
 # still exits 0. A hundred idle connections leave a real client working.
 # engine-independent: TLS runs in the connection layer
 . "$(dirname "$0")/lib.bash"
@@ -86,6 +87,25 @@ refused "a client trusting another CA" qemu-io --object "tls-creds-x509,id=t0,en
     --image-opts "driver=nbd,server.type=unix,server.path=$SOCK,tls-creds=t0,tls-hostname=localhost" -c 'read 0 4k'
 
 refused "a plaintext client" nbdinfo --size "nbd+unix:///?socket=$SOCK"
+log "32 MiB reads over TLS: the reply is not copied whole into GnuTLS"
+stop_server # a fresh one: its peak RSS is this test's alone
+start_server "$T/disk" --tls require --tls-certificates "$C/server"
+"$PY" - "$SOCK" "$C/client" <<'PY' || fail "32 MiB reads over TLS"
+import nbd, sys
+h = nbd.NBD(); h.set_tls(nbd.TLS_REQUIRE); h.set_tls_certificates(sys.argv[2])
+h.connect_unix(sys.argv[1])
+for _ in range(2):
+    assert len(h.pread(32 << 20, 0)) == 32 << 20
+h.shutdown()
+PY
+hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status")
+echo "peak RSS after two 32 MiB reads over TLS: $hwm KiB"
+# the request's 32 MiB buffer and a few MiB besides (a whole copy of the
+# reply for GnuTLS added another 32 MiB)
+# (an AddressSanitizer build's RSS is not the daemon's own)
+if ! ldd "$NBDM" | grep -q libasan; then
+    [ "$hwm" -lt $((52 << 10)) ] || fail "peak RSS $hwm KiB: the reply was copied whole"
+fi
 # idle_then_client N SECONDS: N connections that say nothing, then a real
 # TLS client must get its answer within SECONDS
 idle_then_client() {
