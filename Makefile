@@ -37,9 +37,12 @@ FUZZERS      = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/f
 # in libnbd-bin on Debian 12; naming it would run apt-get every time).
 DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev libgnutls28-dev
 DEPS_FUZZ  = clang libclang-rt-14-dev
+# the two-node Pacemaker cluster and the OCF agent's tests (ocf-tester and
+# ocf-shellfuncs are in resource-agents, xmllint in libxml2-utils)
+DEPS_CLUSTER = corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils
 DEPS_TEST  = libnbd-bin python3-libnbd fio qemu-utils e2fsprogs fuse3 \
              util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
-             gnutls-bin $(DEPS_FUZZ)
+             gnutls-bin $(DEPS_FUZZ) $(DEPS_CLUSTER)
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 
 .PHONY: all check demo bench deps deps-test deps-bench clean units tools fuzzers fuzz
