@@ -76,6 +76,10 @@ int net_connect(const char *spec); /* non-blocking TCP connect in progress, or -
 struct sockaddr_storage;
 void net_peer_name(const struct sockaddr_storage *ss, char *buf, size_t len);
 
+/* Tells the service manager (sd_notify(3) protocol: "READY=1", "STOPPING=1",
+ * "STATUS=..."); 0 also when not run by one. */
+int notify_service(const char *text);
+
 /* ---- payload buffers: size classes, recycled, with a global byte budget so
  * that memory stays bounded whatever clients send ---- */
 #define BUF_MIN_SHIFT 12          /* 4 KiB */

@@ -157,6 +157,11 @@ struct repl_hooks {
 int repl_start(const struct repl_node_init *init, const struct repl_config *cfg,
                const struct repl_hooks *hooks, bool primary, bool force, char *err,
                size_t errlen);
+/* Takes the options a running node can change from cfg (timeout_ms,
+ * resync_rate, resync_csums, no_resync_control, after_sb_0pri); the others
+ * stay. The timeout applies at once, the resync rate to running syncs too,
+ * the rest from the next sync or connection. */
+void repl_adjust(const struct repl_config *cfg);
 bool repl_is_primary(void);
 enum disk_state repl_local_disk(void);      /* this node's disk, as status shows it */
 uint64_t repl_current_gen(void);

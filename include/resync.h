@@ -81,6 +81,7 @@ struct resync_env {
 };
 
 int resync_init(const struct resync_env *env);
+void resync_set_rate(uint64_t rate); /* bytes/s; 0 = no cap */
 void resync_begin(struct resync *rs, void *peer, enum resync_kind kind, struct bitmap *bm);
 void resync_step(struct resync *rs, uint64_t now_ms);
 void resync_abort(struct resync *rs);

@@ -13,8 +13,10 @@
 
 static const char usage[] =
     "Usage: nbdmirror create-md DISK [--meta FILE] [--force] [--skip-initial-sync]\n"
+    "       nbdmirror create-md NAME [--config FILE] [--node NAME] [--force] [--skip-initial-sync]\n"
     "\n"
-    "Write fresh nbdmirror metadata for DISK (a file or a block device).\n"
+    "Write fresh nbdmirror metadata for DISK (a file or a block device), or for\n"
+    "this node's disk of resource NAME (its disk and meta in the resource file).\n"
     "By default the metadata is internal: it takes the end of DISK, so the\n"
     "exported size is smaller than DISK (see nbdmirror(8) for by how much).\n"
     "\n"
@@ -32,8 +34,11 @@ int cmd_create_md(int argc, char **argv)
         { "force", no_argument, 0, 'f' },
         { "skip-initial-sync", no_argument, 0, 's' },
         { "help", no_argument, 0, 'h' },
+        TARGET_OPTIONS,
         { 0, 0, 0, 0 },
     };
+    static struct target t;
+    char rpath[RES_VALUE_MAX];
     const char *disk, *meta_path = NULL, *why = NULL;
     bool force = false, skip_sync = false, blockdev, internal;
     uint64_t size;
@@ -46,15 +51,31 @@ int cmd_create_md(int argc, char **argv)
         case 'm': meta_path = optarg; break;
         case 'f': force = true; break;
         case 's': skip_sync = true; break;
+        case 1101: t.config = optarg; break;
+        case 1102: t.node = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (optind != argc - 1) {
+    if (optind != argc - 1 && !(t.config && optind == argc)) {
         fputs(usage, stderr);
         return 2;
     }
-    disk = argv[optind];
+    disk = optind < argc ? argv[optind] : NULL;
+    /* a word naming a resource file picks that; DISK is anything else */
+    if (disk && res_is_name(disk))
+        res_path(rpath, sizeof rpath, disk, t.config);
+    if (!disk || (res_is_name(disk) && (t.config || access(rpath, F_OK) == 0))) {
+        if (meta_path) {
+            fprintf(stderr, "nbdmirror create-md: --meta comes from the resource file\n");
+            return 2;
+        }
+        if ((r = target_resolve(&t, "create-md", disk, NULL)) != 0)
+            return r;
+        disk = res_get(&t.res, t.self, RK_DISK);
+        if (strcmp(res_get(&t.res, t.self, RK_META), "internal"))
+            meta_path = res_get(&t.res, t.self, RK_META);
+    }
     internal = meta_path == NULL;
     dfd = open(disk, O_RDWR | O_CLOEXEC);
     if (dfd < 0) {

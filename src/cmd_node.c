@@ -46,9 +46,10 @@ static const struct node_cmd cmds[] = {
 
 static int usage(const struct node_cmd *c, FILE *f)
 {
-    fprintf(f, "Usage: nbdmirror %s [--control PATH] %s\n\n%s\n"
-               "  --control PATH  the serve's control socket (default " NM_DEFAULT_CONTROL ")\n",
-            c->name, c->args, c->help);
+    fprintf(f, "Usage: nbdmirror %s [NAME | --control PATH] %s\n\n%s\n" TARGET_HELP
+               "  --control PATH  the serve's control socket (default " NM_DEFAULT_CONTROL ")\n%s",
+            c->name, c->args, c->help,
+            c->peer_arg ? "  PEER            a peer's HOST:PORT, or after NAME a node's name\n" : "");
     return f == stdout ? 0 : 2;
 }
 
@@ -59,10 +60,12 @@ int cmd_node(int argc, char **argv)
         { "force", no_argument, 0, 'f' },
         { "discard-my-data", no_argument, 0, 'd' },
         { "help", no_argument, 0, 'h' },
+        TARGET_OPTIONS,
         { 0, 0, 0, 0 },
     };
+    static struct target t;
     const struct node_cmd *c = NULL;
-    const char *path = NM_DEFAULT_CONTROL, *flag = "";
+    const char *path = NULL, *flag = "", *name = NULL;
     char line[512], *ans;
     size_t len;
     int o, r;
@@ -85,13 +88,21 @@ int cmd_node(int argc, char **argv)
             flag = f;
             break;
         }
+        case 1101: t.config = optarg; break;
+        case 1102: t.node = optarg; break;
         case 'h': return usage(c, stdout);
         default: return usage(c, stderr);
         }
     }
+    /* a first word without ':' or '/' names a resource; an address has a port */
+    if (optind < argc && res_is_name(argv[optind]))
+        name = argv[optind++];
     if (argc - optind > (c->peer_arg ? 1 : 0))
         return usage(c, stderr);
-    const char *peer = optind < argc ? argv[optind] : "";
+    if ((r = target_resolve(&t, c->name, name, path)) != 0)
+        return r;
+    path = t.control;
+    const char *peer = optind < argc ? target_peer(&t, argv[optind]) : "";
     if (strpbrk(peer, " \n")) {
         fprintf(stderr, "nbdmirror %s: a peer address has no spaces\n", c->name);
         return 2;

@@ -98,7 +98,26 @@ static struct {
     struct io_engine *io;
     const char *engine_why;
     uint64_t started;
-} S;
+    /* started by `up` from a resource file: its name, this node's settings
+     * ("key=value" lines, as adjust compares them), the pipe to `up` */
+    const char *resource;
+    char *settings;
+    int ready_fd;
+} S = { .ready_fd = -1 };
+
+void serve_from_resource(const char *name, const char *settings, int ready_fd)
+{
+    S.resource = name;
+    S.settings = strdup(settings);
+    S.ready_fd = ready_fd;
+}
+
+static int sb_policy(const char *v)
+{
+    return !strcmp(v, "disconnect") ? SB_DISCONNECT
+         : !strcmp(v, "discard-zero-changes") ? SB_DISCARD_ZERO_CHANGES
+         : !strcmp(v, "discard-younger-primary") ? SB_DISCARD_YOUNGER_PRIMARY : -1;
+}
 
 static const char *role_name(void)
 {
@@ -176,6 +195,79 @@ static void demote_done(void *arg, int rc, const char *msg)
     ctl_reply((ctl_ticket)(uintptr_t)arg, line);
 }
 
+static struct repl_config repl_cfg(void);
+
+/* adjust: "set KEY VALUE" for an option a running node takes (the keys of
+ * the resource file that res_key_runtime() names) */
+static int set_option(const char *key, const char *val, char *msg, size_t len)
+{
+    uint64_t v;
+    bool yes = !strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "on");
+    bool no = !strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "off");
+
+    if (!S.role) {
+        snprintf(msg, len, "not replicating: nothing to adjust");
+        return -1;
+    }
+    if (!strcmp(key, "timeout")) {
+        if (parse_size(val, &v) < 0 || v < 1 || v > 3600)
+            goto bad;
+        S.timeout_ms = v * 1000;
+    } else if (!strcmp(key, "resync-rate")) {
+        if (parse_size(val, &v) < 0)
+            goto bad;
+        S.resync_rate = v;
+    } else if (!strcmp(key, "resync-csums") && (yes || no)) {
+        S.resync_csums = yes;
+    } else if (!strcmp(key, "resync-control") && (yes || no)) {
+        S.no_resync_control = no;
+    } else if (!strcmp(key, "after-sb-0pri") && sb_policy(val) >= 0) {
+        S.after_sb_0pri = sb_policy(val);
+    } else if (!strcmp(key, "timeout") || !strcmp(key, "resync-csums") ||
+               !strcmp(key, "resync-control") || !strcmp(key, "after-sb-0pri")) {
+        goto bad;
+    } else {
+        snprintf(msg, len, "'%s' cannot change while the node runs", key);
+        return -1;
+    }
+    struct repl_config c = repl_cfg();
+    repl_adjust(&c);
+    log_info("adjust: %s = %s", key, val);
+    /* the settings adjust compares: this key's line takes the new value */
+    if (S.settings) {
+        char *out = NULL, *p = S.settings;
+        size_t olen, kl = strlen(key);
+        FILE *f = open_memstream(&out, &olen);
+        if (f) {
+            for (; *p; p += strcspn(p, "\n") + (p[strcspn(p, "\n")] != 0)) {
+                if (!strncmp(p, key, kl) && p[kl] == '=')
+                    fprintf(f, "%s=%s\n", key, val);
+                else
+                    fprintf(f, "%.*s\n", (int)strcspn(p, "\n"), p);
+            }
+            if (fclose(f) == 0) {
+                free(S.settings);
+                S.settings = out;
+            }
+        }
+    }
+    snprintf(msg, len, "%s = %s", key, val);
+    return 0;
+bad:
+    snprintf(msg, len, "%s: '%s' is not a valid value", key, val);
+    return -1;
+}
+
+static void stop_now(void)
+{
+    if (!S.stopping) {
+        S.stopping = true;
+        notify_service("STOPPING=1");
+        if (S.nbd)
+            nbd_server_shutdown();
+    }
+}
+
 /* A command that acts on the node: one line back, "ok: ..." or "error: ...". */
 static void act(FILE *f, const char *cmd)
 {
@@ -185,7 +277,15 @@ static void act(FILE *f, const char *cmd)
     const char *peer = discard ? a2 : a1;
 
     (void)n;
-    if (!strcmp(verb, "promote"))
+    if (!strcmp(verb, "set"))
+        rc = set_option(a1, a2, msg, sizeof msg);
+    else if (!strcmp(verb, "stop")) {
+        log_info("stop requested on the control socket: finishing requests in flight, then "
+                 "exiting");
+        stop_now();
+        rc = 0;
+        snprintf(msg, sizeof msg, "stopping (pid %d)", (int)getpid());
+    } else if (!strcmp(verb, "promote"))
         rc = repl_promote(!strcmp(a1, "--force"), msg, sizeof msg);
     else if (!strcmp(verb, "demote")) {
         ctl_ticket t = ctl_later();
@@ -202,8 +302,8 @@ static void act(FILE *f, const char *cmd)
     else if (!strcmp(verb, "invalidate"))
         rc = repl_invalidate(msg, sizeof msg);
     else {
-        fprintf(f, "error: unknown command '%s' (try: get, promote, demote, connect, "
-                   "disconnect, verify, invalidate)\n", cmd);
+        fprintf(f, "error: unknown command '%s' (try: get, config, promote, demote, connect, "
+                   "disconnect, verify, invalidate, set, stop)\n", cmd);
         return;
     }
     fprintf(f, "%s: %s\n", rc < 0 ? "error" : "ok", msg);
@@ -221,6 +321,11 @@ static char *answer(const char *cmd, size_t *len)
     if (!strcmp(cmd, CTL_CMD_GET)) {
         fill_status(&st);
         status_write(f, &st);
+    } else if (!strcmp(cmd, "config")) {
+        if (S.settings)
+            fprintf(f, "ok:\n%s", S.settings);
+        else
+            fputs("error: this node was not started from a resource file ('nbdmirror up')\n", f);
     } else {
         act(f, cmd);
     }
@@ -242,9 +347,7 @@ static void on_signal(struct handler *h, uint32_t ev)
         if (!S.stopping)
             log_info("signal %s: finishing requests in flight, then exiting",
                      strsignal(si.ssi_signo));
-        S.stopping = true;
-        if (S.nbd)
-            nbd_server_shutdown();
+        stop_now();
     }
 }
 
@@ -340,12 +443,8 @@ static int parse_args(int argc, char **argv)
             S.al_extents = v;
             break;
         case 'B':
-            if (!strcmp(optarg, "disconnect"))
-                S.after_sb_0pri = SB_DISCONNECT;
-            else if (!strcmp(optarg, "discard-zero-changes"))
-                S.after_sb_0pri = SB_DISCARD_ZERO_CHANGES;
-            else if (!strcmp(optarg, "discard-younger-primary"))
-                S.after_sb_0pri = SB_DISCARD_YOUNGER_PRIMARY;
+            if (sb_policy(optarg) >= 0)
+                S.after_sb_0pri = sb_policy(optarg);
             else {
                 fprintf(stderr, "nbdmirror serve: --after-sb-0pri takes disconnect, "
                                 "discard-zero-changes or discard-younger-primary\n");
@@ -417,6 +516,16 @@ static int parse_args(int argc, char **argv)
     }
     S.disk_path = argv[optind];
     return 0;
+}
+
+static struct repl_config repl_cfg(void)
+{
+    return (struct repl_config){ .peers = S.peers, .npeers = S.npeers, .listen = S.listen,
+                                 .protocol = S.protocol, .timeout_ms = S.timeout_ms,
+                                 .resync_rate = S.resync_rate, .resync_csums = S.resync_csums,
+                                 .no_resync_control = S.no_resync_control,
+                                 .after_sb_0pri = S.after_sb_0pri, .al_extents = S.al_extents,
+                                 .peer_tls = S.peer_tls };
 }
 
 static int open_meta(void)
@@ -527,12 +636,7 @@ int cmd_serve(int argc, char **argv)
                                                  .quiesce = quiesce, .quiesced = quiesced };
         struct repl_node_init self = { .data_size = S.meta.data_size, .dev = &S.disk,
                                        .io = S.io, .meta = &S.meta, .meta_fd = S.meta_fd };
-        struct repl_config rc = { .peers = S.peers, .npeers = S.npeers, .listen = S.listen,
-                                  .protocol = S.protocol, .timeout_ms = S.timeout_ms,
-                                  .resync_rate = S.resync_rate, .resync_csums = S.resync_csums,
-                                  .no_resync_control = S.no_resync_control,
-                                  .after_sb_0pri = S.after_sb_0pri, .al_extents = S.al_extents,
-                                  .peer_tls = S.peer_tls };
+        struct repl_config rc = repl_cfg();
         char err[400];
         if (S.read_only) {
             log_err("--read-only and --role do not go together (replication writes)");
@@ -570,6 +674,18 @@ int cmd_serve(int argc, char **argv)
     log_info("io engine: %s, %s%s%s%s", io_engine_name(S.io),
              S.disk.direct ? "O_DIRECT" : "buffered", S.engine_why ? " (fallback: " : "",
              S.engine_why ? S.engine_why : "", S.engine_why ? ")" : "");
+    /* serving: tell systemd (Type=notify) and `up`, which waits for this */
+    char ready[300];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=%s%s%s %s", S.resource ? "resource " : "",
+             S.resource ? S.resource : "", S.resource ? ":" : "", role_name());
+    if ((r = notify_service(ready)) < 0)
+        log_warn("NOTIFY_SOCKET: %s", strerror(-r));
+    if (S.ready_fd >= 0) {
+        if (write(S.ready_fd, "R", 1) != 1)
+            log_warn("could not tell 'nbdmirror up' that this node serves: %s", strerror(errno));
+        close(S.ready_fd);
+        S.ready_fd = -1;
+    }
 
     for (;;) {
         if (S.stopping && (!S.nbd || nbd_server_done()))

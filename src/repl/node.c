@@ -410,6 +410,16 @@ static void become_secondary(void)
 
 /* ---- start ---- */
 
+void repl_adjust(const struct repl_config *cfg)
+{
+    N.cfg.timeout_ms = cfg->timeout_ms;
+    N.cfg.resync_rate = cfg->resync_rate;
+    N.cfg.resync_csums = cfg->resync_csums;
+    N.cfg.no_resync_control = cfg->no_resync_control;
+    N.cfg.after_sb_0pri = cfg->after_sb_0pri;
+    resync_set_rate(cfg->resync_rate);
+}
+
 int repl_start(const struct repl_node_init *init, const struct repl_config *cfg,
                const struct repl_hooks *hooks, bool primary, bool force, char *err,
                size_t errlen)

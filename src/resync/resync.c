@@ -26,6 +26,10 @@ int resync_init(const struct resync_env *env)
     return R.stripe_writes ? 0 : -ENOMEM;
 }
 
+/* adjust: a new cap applies to running syncs too (it bounds their average
+ * since they began) */
+void resync_set_rate(uint64_t rate) { R.env.rate = rate; }
+
 static void track(struct resync *rs, bool on)
 {
     for (int i = 0; i < MAX_SYNCS; i++) {
