@@ -85,6 +85,10 @@ write_res
 out=$("$NBDM" up r0 --node gamma 2>&1) && fail "up as an unknown node succeeded"
 grep -q "no \[node gamma\].*alpha, beta" <<<"$out" || fail "unknown node: $out"
 
+log "up before create-md fails with what the node's log says"
+out=$(nbdm alpha up 2>&1) && fail "up without metadata succeeded"
+grep -q "did not start" <<<"$out" && grep -q "create-md" <<<"$out" || fail "up without metadata: $out"
+
 log "create-md, up, already up"
 nbdm alpha create-md >/dev/null || fail "create-md r0 on alpha"
 nbdm beta create-md >/dev/null || fail "create-md r0 on beta"
@@ -151,7 +155,10 @@ cmp -n "$size" "$T/alpha.img" "$T/beta.img" || fail "the disks differ"
 nbdm alpha down || fail "down r0 on alpha"
 nbdm beta down || fail "down r0 on beta"
 [ ! -e "$T/alpha.ctl" ] && [ ! -e "$T/beta.ctl" ] || fail "control sockets left after down"
-for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && fail "a node (pid $pid) still runs after down"; done
+for pid in "${PIDS[@]}"; do # gone, or a zombie init has not reaped yet
+    st=$(ps -o stat= -p "$pid" || true)
+    [ -z "$st" ] || [[ $st == Z* ]] || fail "a node (pid $pid) still runs after down: $st"
+done
 out=$(nbdm beta down) || fail "down of a stopped resource failed"
 grep -q "not up" <<<"$out" || fail "second down: $out"
 grep -q "stopped cleanly" "$T/alpha.log" || fail "alpha did not stop cleanly"
