@@ -31,6 +31,7 @@ void target_free(struct target *t);
 int cmd_create_md(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 /* promote, demote, connect, disconnect, verify, invalidate (argv[0]) */
 int cmd_node(int argc, char **argv);
 bool cmd_node_known(const char *name);
