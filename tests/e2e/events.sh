@@ -274,7 +274,10 @@ wait "$FLOOD" || fail "the flood failed"
 grep -q "events: subscriber .* dropped" "$T/p.log" || fail "the silent subscriber was never dropped"
 rss1=$(rss_kib "${NODE_PID[p]}")
 echo "primary RSS: ${rss0} KiB before the flood, ${rss1} KiB after"
-[ $((rss1 - rss0)) -lt 8192 ] || fail "the daemon grew by $((rss1 - rss0)) KiB with a silent subscriber"
+# (AddressSanitizer holds freed memory in quarantine: no measure there)
+if ! ldd "$NBDM" | grep -q libasan; then
+    [ $((rss1 - rss0)) -lt 8192 ] || fail "the daemon grew by $((rss1 - rss0)) KiB with a silent subscriber"
+fi
 touch "$T/stuck.go"
 wait "$STUCK" || fail "the silent subscriber's reader failed"
 read -r got peer_lines last <"$T/stuck.out"
