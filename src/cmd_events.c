@@ -10,7 +10,7 @@
 #include "nbdmirror.h"
 
 static const char usage[] =
-    "Usage: nbdmirror events [--control PATH] [--json] [--now]\n"
+    "Usage: nbdmirror events [NAME | --control PATH] [--json] [--now]\n"
     "\n"
     "Follow a running 'nbdmirror serve': first its current state ('exists'\n"
     "lines, ending with 'exists -'), then one line per change as it happens\n"
@@ -18,6 +18,7 @@ static const char usage[] =
     "connection, replication state, disk and role, resync start, progress\n"
     "(at most once a second) and end, split brain. Ends when serve stops.\n"
     "\n"
+    TARGET_HELP
     "  --control PATH  its control socket (default " NM_DEFAULT_CONTROL ")\n"
     "  --json          one JSON object per line (keys in nbdmirror(8))\n"
     "  --now           print the current state, then exit\n";
@@ -136,14 +137,16 @@ int cmd_events(int argc, char **argv)
         { "json", no_argument, 0, 'j' },
         { "now", no_argument, 0, 'n' },
         { "help", no_argument, 0, 'h' },
+        TARGET_OPTIONS,
         { 0, 0, 0, 0 },
     };
-    const char *path = NM_DEFAULT_CONTROL;
+    static struct target t;
+    const char *path = NULL, *name = NULL;
     bool json = false, now = false, started = false;
     char *line = NULL, hello[64];
     size_t cap = 0;
     ssize_t n;
-    int o, fd;
+    int o, fd, r;
     FILE *in;
 
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -151,14 +154,22 @@ int cmd_events(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'j': json = true; break;
         case 'n': now = true; break;
+        case 1101: t.config = optarg; break;
+        case 1102: t.node = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
+    if (optind < argc)
+        name = argv[optind++];
     if (optind != argc) {
         fputs(usage, stderr);
         return 2;
     }
+    if ((r = target_resolve(&t, "events", name, path)) != 0)
+        return r;
+    path = t.control;
+    target_free(&t); /* (its control path stays) */
     fd = ctl_connect(path, CTL_CMD_EVENTS);
     if (fd < 0) {
         fprintf(stderr, "nbdmirror events: cannot reach %s: %s (is 'nbdmirror serve' running?)\n",

@@ -24,7 +24,7 @@ static const char usage[] =
     "  dump NAME       the parsed resource file as JSON\n"
     "  status [NAME] [--control PATH] [--json]\n"
     "                  show what a running serve is doing\n"
-    "  events [--control PATH] [--json] [--now]\n"
+    "  events [NAME] [--control PATH] [--json] [--now]\n"
     "                  follow its state changes, one line each\n"
     "  promote [--force] | demote\n"
     "                  make a running serve primary, or secondary\n"

@@ -200,6 +200,14 @@ grep -q "^exists peer name=$S connection=Connected replication=Established peer-
 "$NBDM" events --now --json --control "$T/p.ctl" >"$T/now.json" || fail "events --now --json failed"
 "$PY" -c 'import json,sys; o=[json.loads(l) for l in open(sys.argv[1])]; assert o[-1] == {"event":"exists","object":"-"} and o[0]["role"] == "primary", o' \
     "$T/now.json" || fail "--now --json"
+# by resource NAME: this node's control socket from the file
+{
+    printf '[resource]\nprotocol = C\n\n'
+    printf '[node p]\naddress = 10.77.1.1:7789\nnbd = unix:%s\ndisk = %s/p.img\ncontrol = %s/p.ctl\n\n' "$SOCK" "$T" "$T"
+    printf '[node s1]\naddress = %s\nnbd = unix:%s\ndisk = %s/s1.img\ncontrol = %s/s1.ctl\n' "$S" "$SSOCK" "$T" "$T"
+} >"$T/r0.res"
+NBDMIRROR_CONFDIR=$T "$NBDM" events r0 --node p --now >"$T/now-name.txt" || fail "events r0 --now failed"
+cmp "$T/now.txt" "$T/now-name.txt" || fail "events by resource NAME shows something else"
 if "$NBDM" events --control "$T/nothing.ctl" 2>"$T/err"; then fail "events without a daemon succeeded"; fi
 grep -q "cannot reach" "$T/err" || fail "events without a daemon does not say why"
 
