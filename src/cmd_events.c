@@ -217,8 +217,8 @@ int cmd_events(int argc, char **argv)
     }
     bool ended = n < 0 && started && !ferror(in) && !now; /* the daemon stopped */
     if (n < 0 && !started)
-        fprintf(stderr, "nbdmirror events: %s closed the connection: no event stream "
-                        "(an older nbdmirror serve?)\n", path);
+        fprintf(stderr, "nbdmirror events: %s closed the connection without an event stream "
+                        "(too many clients at once, or a serve without 'events')\n", path);
     else if (n < 0 && now)
         fprintf(stderr, "nbdmirror events: %s stopped before it told its state\n", path);
     free(line);
