@@ -153,10 +153,12 @@ in_order "$T/p.ev" \
     "^create split-brain peer=$S " \
     "^destroy split-brain peer=$S$" \
     "^change peer name=$S connection=Connected replication=Established peer-disk=UpToDate"
+# (the primary may have connected before this subscriber came: then the
+# peer and the resync are among the exists lines)
 in_order "$T/s1.ev" \
-    '^exists node role=secondary disk=Inconsistent$' '^exists -$' \
-    '^create peer name=10\.77\.1\.1:[0-9]+ connection=Connected replication=(PausedSyncT|SyncTarget)' \
-    '^create resync peer=10\.77\.1\.1:[0-9]+ replication=SyncTarget percent=0 ' \
+    '^exists node role=secondary disk=Inconsistent$' \
+    '^(exists|create) peer name=10\.77\.1\.1:[0-9]+ connection=Connected replication=(PausedSyncT|SyncTarget)' \
+    '^(exists|create) resync peer=10\.77\.1\.1:[0-9]+ replication=SyncTarget percent=' \
     '^change resync peer=.* replication=SyncTarget percent=' \
     '^change node role=secondary disk=UpToDate$'
 grep -q '^destroy resync .*replication=SyncTarget result=done percent=100 ' "$T/s1.ev" ||
