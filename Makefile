@@ -42,10 +42,21 @@ DEPS_FUZZ  = clang libclang-rt-14-dev
 DEPS_CLUSTER = corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils
 DEPS_TEST  = libnbd-bin python3-libnbd fio qemu-utils e2fsprogs fuse3 \
              util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
-             gnutls-bin $(DEPS_FUZZ) $(DEPS_CLUSTER)
+             gnutls-bin systemd $(DEPS_FUZZ) $(DEPS_CLUSTER)
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 
-.PHONY: all check demo bench deps deps-test deps-bench clean units tools fuzzers fuzz
+.PHONY: all check demo bench deps deps-test deps-bench clean units tools fuzzers fuzz install
+
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the program, its man pages,
+# the systemd unit and the Pacemaker agent. systemd also reads units from
+# /usr/local/lib/systemd/system; Pacemaker finds agents only under
+# /usr/lib/ocf, whatever PREFIX is.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+OCFDIR     ?= /usr/lib/ocf/resource.d/nbdmirror
+SYSCONFDIR ?= /etc
 
 all: $(BUILD)/nbdmirror tools
 
@@ -112,6 +123,18 @@ bench: deps-bench
 	bench/run
 	bench/repl
 	bench/recovery
+
+install: $(BUILD)/nbdmirror
+	install -D -m 0755 $(BUILD)/nbdmirror $(DESTDIR)$(SBINDIR)/nbdmirror
+	install -D -m 0644 man/nbdmirror.8 $(DESTDIR)$(MANDIR)/man8/nbdmirror.8
+	install -D -m 0644 man/nbdmirror.conf.5 $(DESTDIR)$(MANDIR)/man5/nbdmirror.conf.5
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|@SBINDIR@|$(SBINDIR)|g' dist/systemd/nbdmirror@.service \
+	    >$(DESTDIR)$(UNITDIR)/nbdmirror@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/nbdmirror@.service
+	install -D -m 0755 dist/ocf/nbdmirror $(DESTDIR)$(OCFDIR)/nbdmirror
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/nbdmirror
+	install -m 0644 dist/r0.res.example $(DESTDIR)$(SYSCONFDIR)/nbdmirror/r0.res.example
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)

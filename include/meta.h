@@ -111,6 +111,11 @@ uint64_t meta_sb_offset(uint64_t disk_size, bool internal, unsigned copy);
  * copies: A with seq 1, B with seq 0) and makes it durable; on success m->seq
  * is 1 and m->sb_copy is A, so m can be given to meta_save. */
 int meta_create(int fd, struct meta *m);
+/* The same, telling progress (bytes of the area written so far, of total)
+ * after each MiB; the area is written back every META_SYNC_STEP bytes. */
+#define META_SYNC_STEP (32u << 20)
+typedef void (*meta_progress_fn)(void *arg, uint64_t done, uint64_t total);
+int meta_create_progress(int fd, struct meta *m, meta_progress_fn progress, void *arg);
 /* Reads and validates both superblock copies for DISK of disk_size bytes and
  * keeps the valid one with the higher seq. fd is DISK (internal) or FILE
  * (external). On error why says what is wrong (of two invalid copies, the

@@ -223,6 +223,24 @@ static int up(struct target *t, bool foreground)
     return 1;
 }
 
+/* pid still runs: exists and is not a zombie nobody has reaped yet (the
+ * detached daemon's parent is init, which may take its time) */
+static bool running(long pid)
+{
+    char path[64], buf[256];
+    if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
+        return false;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* after the command name */
+    return !(p && p[1] == ' ' && p[2] == 'Z');
+}
+
 static int down(struct target *t)
 {
     char *ans;
@@ -245,8 +263,7 @@ static int down(struct target *t)
     /* gone: its socket answers no more and its process has exited (it
      * flushes the disk after closing the socket) */
     for (int i = 0; i < 1200; i++) {
-        bool alive = answers(t->control) ||
-                     (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM));
+        bool alive = answers(t->control) || running(pid);
         if (!alive) {
             printf("nbdmirror down: %s is down\n", t->res.name);
             return 0;

@@ -656,6 +656,7 @@ int cmd_serve(int argc, char **argv)
         if (nbd_server_start(&S.exp, lfd) < 0)
             return 1;
     }
+    ctl_events_init(fill_status);
     r = ctl_start(S.control, answer);
     if (r < 0) {
         log_err("control socket %s: %s", S.control,
@@ -699,6 +700,7 @@ int cmd_serve(int argc, char **argv)
         if (S.nbd)
             nbd_server_tick();
         repl_tick();
+        ctl_events_tick(); /* what changed, to `nbdmirror events` */
         stream_flush_dirty(); /* one sendmsg per connection and turn */
     }
     /* a primary tells in-sync peers it stops cleanly, and waits a little */

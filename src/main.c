@@ -24,6 +24,8 @@ static const char usage[] =
     "  dump NAME       the parsed resource file as JSON\n"
     "  status [NAME] [--control PATH] [--json]\n"
     "                  show what a running serve is doing\n"
+    "  events [NAME] [--control PATH] [--json] [--now]\n"
+    "                  follow its state changes, one line each\n"
     "  promote [--force] | demote\n"
     "                  make a running serve primary, or secondary\n"
     "  connect [--discard-my-data] [PEER] | disconnect [PEER]\n"
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(argv[1], "status"))
         return cmd_status(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "events"))
+        return cmd_events(argc - 1, argv + 1);
     if (cmd_resource_known(argv[1]))
         return cmd_resource(argc - 1, argv + 1);
     if (cmd_node_known(argv[1]))

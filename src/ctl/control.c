@@ -1,6 +1,8 @@
 /* Control socket: one command per connection, answered and closed once the
- * answer has left. The sockets are the connection layer's (src/conn/). */
+ * answer has left; "events" hands the connection to the event stream
+ * (events.c). The sockets are the connection layer's (src/conn/). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "common.h"
 #include "conn.h"
 #include "ctl.h"
+#include "ctl-int.h"
 
 #define CTL_MAX_CLIENTS 16
 #define CTL_CMD_MAX 128
@@ -37,6 +40,27 @@ static void answer_sent(struct stream *s, void *buf, bool sent)
     free(buf);
 }
 
+/* "events": the connection becomes a subscriber, which has its own places
+ * and no silence timeout. The socket moves on as a duplicate (the stream
+ * here removes its epoll entry before closing its own descriptor). */
+static void subscribe(struct stream *s)
+{
+    static const char full[] = "error: too many event subscribers; try again later\n";
+    int fd;
+
+    if (!events_room()) {
+        if (stream_queue(s, NULL, 0, full, sizeof full - 1, NULL, NULL) == 0)
+            stream_close_when_sent(s);
+        else
+            stream_close(s, NULL);
+        return;
+    }
+    fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+    stream_close(s, NULL);
+    if (fd >= 0)
+        events_subscribe(fd, s->peer);
+}
+
 /* A command is one line; a longer one is cut where the buffer ends. */
 static size_t on_data(struct stream *s, uint8_t *p, size_t len)
 {
@@ -49,6 +73,10 @@ static size_t on_data(struct stream *s, uint8_t *p, size_t len)
     size_t n = nl ? (size_t)(nl - p) : CTL_CMD_MAX - 1;
     memcpy(cmd, p, n);
     cmd[n] = '\0';
+    if (!strcmp(cmd, CTL_CMD_EVENTS)) {
+        subscribe(s);
+        return len;
+    }
     /* the answer (a status record of up to 31 peers) may be larger than the
      * socket's buffer: the connection closes once all of it has left */
     answering = s->arg;
@@ -142,19 +170,17 @@ void ctl_stop(void)
 {
     if (ls.fd < 0)
         return;
+    events_stop();
     for (int i = 0; i < CTL_MAX_CLIENTS; i++)
         if (clients[i])
             stream_close(&clients[i]->s, NULL);
     listener_close(&ls); /* unlinks the socket */
 }
 
-int ctl_query(const char *path, const char *cmd, char **out, size_t *len)
+int ctl_connect(const char *path, const char *cmd)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    size_t cap = 64u << 10, n = 0;
-    char *buf;
-    ssize_t r;
-    int fd, e = 0;
+    int fd, e;
 
     if (strlen(path) >= sizeof sa.sun_path)
         return -ENAMETOOLONG;
@@ -168,6 +194,18 @@ int ctl_query(const char *path, const char *cmd, char **out, size_t *len)
         close(fd);
         return e;
     }
+    return fd;
+}
+
+int ctl_query(const char *path, const char *cmd, char **out, size_t *len)
+{
+    size_t cap = 64u << 10, n = 0;
+    char *buf;
+    ssize_t r;
+    int fd, e = 0;
+
+    if ((fd = ctl_connect(path, cmd)) < 0)
+        return fd;
     buf = malloc(cap);
     /* the daemon closes the connection after the whole answer */
     while (buf) {

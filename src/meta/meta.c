@@ -1,5 +1,6 @@
 /* Metadata format: layout planning, superblock encoding and validation. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,7 +229,9 @@ int meta_decode(struct meta *m, const uint8_t *sb, const char **why)
     return check_layout(m, why);
 }
 
-int meta_create(int fd, struct meta *m)
+int meta_create(int fd, struct meta *m) { return meta_create_progress(fd, m, NULL, NULL); }
+
+int meta_create_progress(int fd, struct meta *m, meta_progress_fn progress, void *arg)
 {
     uint8_t *buf = calloc(1, 1 << 20);
     bool internal = m->flags & META_F_INTERNAL;
@@ -241,10 +244,21 @@ int meta_create(int fd, struct meta *m)
 
     if (!buf)
         return -ENOMEM;
+    uint64_t start = off, synced = off;
     while (r == 0 && off < end) {
         uint64_t n = end - off < (1 << 20) ? end - off : (1 << 20);
         r = full_pwrite(fd, buf, n, off);
         off += n;
+        /* a large area (about 1 GiB for 1 TiB of data) goes to the disk as
+         * it is written, so that progress is the disk's, not the page
+         * cache's, and the final fsync has little left to do */
+        if (r == 0 && off - synced >= META_SYNC_STEP) {
+            sync_file_range(fd, synced, off - synced, SYNC_FILE_RANGE_WAIT_BEFORE |
+                            SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+            synced = off;
+        }
+        if (r == 0 && progress)
+            progress(arg, off - start, end - start);
     }
     /* copy B with seq 0, copy A with seq 1: A is the newer, saves go to B */
     for (int copy = 1; r == 0 && copy >= 0; copy--) {
