@@ -13,6 +13,8 @@
 # process of its mount namespace, nbdmirror included.
 #
 #   cluster_make alpha beta      namespaces, configuration, directories
+#   cluster_agent PROVIDER FILE  an OCF agent the nodes see as
+#                                /usr/lib/ocf/resource.d/PROVIDER/NAME
 #   cluster_boot NODE            corosync -f and pacemakerd in the node
 #   cluster_crash NODE           kill -9 the whole node (its boot ends)
 #   on_node NODE CMD...          run CMD inside the node
@@ -51,7 +53,7 @@ cluster_make() {
         ip -n "$(cl_ns "$n")" addr add "10.78.0.$i/24" dev "v$$c$i"
         ip -n "$(cl_ns "$n")" link set "v$$c$i" up
         d=$T/$n
-        mkdir -p "$d/etc-corosync" "$d/lib-corosync" "$d/log-corosync" \
+        mkdir -p "$d/etc-corosync" "$d/lib-corosync" "$d/log-corosync" "$d/ocf-orig" \
             "$d/lib-pacemaker"/{cib,pengine,blackbox,cores} "$d/log-pacemaker"
         chown -R hacluster:haclient "$d/lib-pacemaker" "$d/log-pacemaker"
         chmod 750 "$d/lib-pacemaker"/*
@@ -71,6 +73,13 @@ cluster_make() {
         install -m 400 "$T/authkey" "$T/$n/etc-corosync/authkey"
         install -m 600 -o hacluster -g haclient "$T/cib.xml" "$T/$n/lib-pacemaker/cib/cib.xml"
     done
+}
+
+# cluster_agent PROVIDER FILE: the nodes booted after this see FILE as the
+# OCF agent PROVIDER:$(basename FILE)
+cluster_agent() {
+    mkdir -p "$T/ocf-agents/$1"
+    install -m 755 "$2" "$T/ocf-agents/$1/"
 }
 
 # Two nodes over knet with the shared key; two_node keeps the survivor
@@ -133,8 +142,19 @@ cluster_boot() {
         mount -t tmpfs -o mode=755 tmpfs /run
         mount -t tmpfs -o mode=1777 tmpfs /dev/shm
         hostname "$2"
+        # the agents of this test beside the installed ones: the originals
+        # bound again under a tmpfs that also holds the test'"'"'s providers
+        if [ -d "$3" ]; then
+            r=/usr/lib/ocf/resource.d
+            mount --bind "$r" "$d/ocf-orig"
+            mount -t tmpfs -o mode=755 tmpfs "$r"
+            for p in "$d/ocf-orig"/* "$3"/*; do
+                mkdir -p "$r/${p##*/}"
+                mount --bind "$p" "$r/${p##*/}"
+            done
+        fi
         touch "$d/booted"
-        exec sleep infinity' sh "$d" "$n" 2>>"$T/$n-boot.log" &
+        exec sleep infinity' sh "$d" "$n" "$T/ocf-agents" 2>>"$T/$n-boot.log" &
     pid=$!
     disown # killed on purpose, no "Killed" notice from bash
     for _ in $(seq 100); do
@@ -145,7 +165,7 @@ cluster_boot() {
     [ -e "$d/booted" ] || fail "$n: namespaces not ready"
     rm -f "$d/booted"
     CL_HOLDER[$n]=$pid
-    CL_MNTNS[$n]=$(readlink "/proc/$pid/ns/mnt")
+    CL_MNTNS[$n]=$(stat -L -c %i "/proc/$pid/ns/mnt")
     [ "$(on_node "$n" hostname)" = "$n" ] || fail "$n: hostname not set in its namespace"
 
     on_node "$n" corosync -f >>"$T/$n-corosync.out" 2>&1 &
@@ -164,18 +184,18 @@ cluster_boot() {
     disown
 }
 
-# cluster_pids NODE: every process of NODE's current boot
+# cluster_pids NODE: every process of NODE's current boot (one stat for all
+# of /proc: a readlink per process is slow on a busy machine)
 cluster_pids() {
-    local p mnt=${CL_MNTNS[$1]:-}
+    local mnt=${CL_MNTNS[$1]:-}
     [ -n "$mnt" ] || return 0
-    for p in /proc/[0-9]*; do
-        [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mnt" ] && echo "${p#/proc/}"
-    done
-    return 0
+    { stat -L -c '%i %n' /proc/[0-9]*/ns/mnt 2>/dev/null || true; } |
+        awk -v ino="$mnt" '$1 == ino { split($2, p, "/"); print p[3] }'
 }
 
 # cluster_crash NODE: kill -9 all of the node (its boot's namespaces go)
-cluster_crash() {
+cluster_crash() { cluster_kill "$1" || fail "$1: processes survive kill -9"; }
+cluster_kill() {
     local n=$1 pids
     for _ in $(seq 100); do
         pids=$(cluster_pids "$n")
@@ -184,28 +204,29 @@ cluster_crash() {
         kill -9 $pids 2>/dev/null || true
         sleep 0.1
     done
-    [ -z "$(cluster_pids "$n")" ] || fail "$n: processes survive kill -9"
+    [ -z "$(cluster_pids "$n")" ] || return 1
     CL_HOLDER[$n]='' CL_MNTNS[$n]=''
 }
 
 cluster_destroy() {
     local n
-    for n in "${CLUSTER_NODES[@]}"; do cluster_crash "$n" || true; done
+    for n in "${CLUSTER_NODES[@]}"; do cluster_kill "$n" || echo "$n: processes survive kill -9" >&2; done
     for n in "${CLUSTER_NODES[@]}"; do ip netns del "$(cl_ns "$n")" 2>/dev/null || true; done
     ip link del "v$$c1" 2>/dev/null || true
 }
 
 # cluster_wait SECONDS DESCRIPTION CMD...: poll CMD (every half second) until
-# it succeeds; fail with the cluster's view after SECONDS
+# it succeeds; fail with the cluster's view after SECONDS of wall time
 cluster_wait() {
-    local secs=$1 what=$2 i
+    local secs=$1 what=$2 end=$(($(date +%s) + $1))
     shift 2
-    for ((i = 0; i < secs * 2; i++)); do
-        "$@" && return 0
+    until "$@"; do
+        if [ "$(date +%s)" -ge "$end" ]; then
+            cluster_report
+            fail "after $secs s: $what"
+        fi
         sleep 0.5
     done
-    cluster_report
-    fail "after $secs s: $what"
 }
 
 # cluster_report: what the nodes think, and the end of their logs
