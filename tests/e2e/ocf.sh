@@ -137,6 +137,8 @@ log "validate-all"
 expect 0 validate-all
 expect 5 validate-all OCF_RESKEY_config="$T/none.res"
 expect 5 validate-all OCF_RESKEY_nbdmirror=/nonexistent/nbdmirror
+expect 5 validate-all OCF_RESKEY_node=gamma # not in the file: this node's problem
+grep -q "gamma) is not in" "$T/agent.err" || fail "validate-all did not say the node is not in the file"
 expect 6 validate-all OCF_RESKEY_resource=
 expect 6 validate-all OCF_RESKEY_resource=a/b
 printf '[resource]\nprotocl = C\n' >"$T/bad.res"
