@@ -18,8 +18,11 @@
 #   cluster_boot NODE            corosync -f and pacemakerd in the node
 #   cluster_crash NODE           kill -9 the whole node (its boot ends)
 #   on_node NODE CMD...          run CMD inside the node
+#   cluster_pids NODE            the processes of its current boot
 #   cluster_wait_online          both nodes online, a DC elected
-#   cluster_wait CONDITION...    poll until a shell condition holds
+#   cluster_wait SECS WHAT CMD.. poll CMD until it succeeds, else fail
+#   cluster_roles NODE CLONE     node:role of each instance, in NODE's view
+#   cluster_has_roles, cluster_promoted, cluster_report (on failures)
 
 CLUSTER_NODES=()
 declare -A CL_ADDR CL_HOLDER CL_MNTNS
@@ -34,6 +37,9 @@ cluster_skip_unless_possible() {
     done
     [ -x /usr/lib/ocf/resource.d/pacemaker/Stateful ] || skip "no ocf:pacemaker:Stateful"
     id hacluster >/dev/null 2>&1 || skip "no user hacluster (the pacemaker package makes it)"
+    for c in /etc/corosync /var/lib/corosync /var/log/corosync /var/lib/pacemaker /var/log/pacemaker; do
+        [ -d "$c" ] || skip "no $c to mount a node's own over (the packages make it)"
+    done
     unshare --mount --uts --propagation private true 2>/dev/null ||
         skip "cannot make mount and UTS namespaces here"
 }
