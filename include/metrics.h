@@ -39,7 +39,8 @@ int metrics_render(FILE *f, const struct node_status *st, const struct metrics_h
 
 /* The daemon fills both at every scrape. */
 typedef void (*metrics_fill_fn)(struct node_status *st, struct metrics_hists *h);
-/* spec: "HOST:PORT" or "[V6]:PORT". 0 or -errno (-EINVAL: not such an address). */
+/* spec: "HOST:PORT", "[V6]:PORT", or "unix:PATH" (a local proxy, curl
+ * --unix-socket, the fuzzer). 0 or -errno (-EINVAL: not such an address). */
 int metrics_start(const char *spec, metrics_fill_fn fill);
 void metrics_stop(void);
 /* The resource="NAME" label from now on (copied; "" for none, the default). */

@@ -79,7 +79,8 @@ static const char usage[] =
     "  --direct               O_DIRECT on a file (always on for block devices)\n"
     "  --control PATH         control socket for 'nbdmirror status'\n"
     "                         (default " NM_DEFAULT_CONTROL ")\n"
-    "  --metrics HOST:PORT    serve Prometheus metrics over HTTP at /metrics\n";
+    "  --metrics HOST:PORT    serve Prometheus metrics over HTTP at /metrics\n"
+    "                         (or unix:PATH, for a local proxy)\n";
 
 static struct {
     const char *disk_path, *meta_path, *nbd, *name, *engine, *control, *role, *listen;
@@ -573,7 +574,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (S.metrics && (r = metrics_start(S.metrics, fill_metrics)) < 0) {
         log_err("--metrics %s: %s", S.metrics,
-                r == -EINVAL ? "not HOST:PORT (or the host is unknown)" : strerror(-r));
+                r == -EINVAL ? "not HOST:PORT or unix:PATH (or the host is unknown)"
+                             : strerror(-r));
         ctl_stop();
         return 1;
     }

@@ -16,7 +16,8 @@
 #  - a real Prometheus server scrapes both nodes: targets up, queries give
 #    the same values; 50 idle connections neither stop its scrapes nor a
 #    curl, and the daemon closes them all within its timeout;
-#  - bad --metrics values are refused at start; SIGTERM still exits 0.
+#  - bad --metrics values are refused at start; SIGTERM still exits 0;
+#    unix:PATH serves the same (curl --unix-socket) and is removed at exit.
 . "$(dirname "$0")/lib.bash"
 
 command -v promtool >/dev/null && command -v prometheus >/dev/null ||
@@ -347,11 +348,20 @@ bad_start() { # bad_start SPEC WORDS: serve refuses with a message containing WO
 new_disk "$T/x.img" 16M
 bad_start 127.0.0.1:9942 "Address already in use"
 bad_start nonsense "not HOST:PORT"
-bad_start unix:/tmp/x "not HOST:PORT"
 bad_start 127.0.0.1:99999 "not HOST:PORT"
 
 kill "$PROM"
 wait "$PROM" 2>/dev/null || true
 stop_node p
 stop_node s1
+
+log "a Unix socket works too (for a local proxy)"
+start_server "$T/x.img" --metrics "unix:$T/m.sock"
+wait_sock "$T/m.sock"
+curl -sS --max-time 10 --unix-socket "$T/m.sock" -o "$T/x.prom" http://localhost/metrics ||
+    fail "curl over the Unix socket"
+promtool check metrics <"$T/x.prom" || fail "promtool: the Unix socket's answer"
+expect "$T/x.prom" nbdmirror_role role=standalone == 1
+stop_server
+[ ! -e "$T/m.sock" ] || fail "the metrics socket is left behind"
 echo "metrics: all good"
