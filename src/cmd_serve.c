@@ -677,6 +677,8 @@ int cmd_serve(int argc, char **argv)
                 r == -EADDRINUSE ? "another nbdmirror is using it (give --control)" : strerror(-r));
         return 1;
     }
+    if (S.resource)
+        metrics_set_resource(S.resource);
     if (S.metrics && (r = metrics_start(S.metrics, fill_metrics)) < 0) {
         log_err("--metrics %s: %s", S.metrics,
                 r == -EINVAL ? "not HOST:PORT or unix:PATH (or the host is unknown)"
