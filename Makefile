@@ -37,12 +37,9 @@ FUZZERS      = $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/f
 # in libnbd-bin on Debian 12; naming it would run apt-get every time).
 DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev libgnutls28-dev
 DEPS_FUZZ  = clang libclang-rt-14-dev
-# the two-node Pacemaker cluster and the OCF agent's tests (ocf-tester and
-# ocf-shellfuncs are in resource-agents, xmllint in libxml2-utils)
-DEPS_CLUSTER = corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils
 DEPS_TEST  = libnbd-bin python3-libnbd fio qemu-utils e2fsprogs fuse3 \
              util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
-             gnutls-bin systemd $(DEPS_FUZZ) $(DEPS_CLUSTER)
+             gnutls-bin systemd curl prometheus python3-prometheus-client $(DEPS_FUZZ)
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 
 .PHONY: all check demo bench deps deps-test deps-bench clean units tools fuzzers fuzz install
@@ -96,6 +93,11 @@ define apt_install
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 endef
+
+# the two-node Pacemaker cluster and the OCF agent's tests (ocf-tester and
+# ocf-shellfuncs are in resource-agents, xmllint in libxml2-utils)
+DEPS_CLUSTER = corosync pacemaker pacemaker-cli-utils resource-agents libxml2-utils
+DEPS_TEST += $(DEPS_CLUSTER)
 
 deps:
 	$(call apt_install,$(DEPS_BUILD))

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hist.h"
 #include "request.h"
 
 #define NBD_MAGIC          0x4e42444d41474943ULL /* "NBDMAGIC" */
@@ -146,6 +147,8 @@ struct nbd_stats {
     uint64_t connections, clients_now;
     uint64_t reads, writes, flushes, trims, zeroes, block_status, errors;
     uint64_t read_bytes, write_bytes;
+    /* from a request's decode to its reply (include/hist.h) */
+    struct hist lat_read, lat_write, lat_flush;
 };
 int nbd_listen(const char *spec); /* "unix:PATH" or "HOST:PORT"; fd or -errno */
 int nbd_server_start(const struct nbd_export *exp, int listen_fd);

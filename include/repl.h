@@ -117,6 +117,12 @@ struct peer_status {
     char last_resync_reason[32]; /* "" if none yet */
     uint64_t last_resync_bytes, last_resync_ms, last_resync_skipped_bytes;
     uint64_t verify_mismatch_bytes; /* found by the last online verify */
+    /* bytes queued to it here and in our socket, not yet taken by its TCP */
+    uint64_t send_queue_bytes;
+    /* how far it is behind us, while it takes our stream (0 otherwise):
+     * bytes of client writes, trims and zero writes queued or sent to it
+     * that it has not acknowledged, and the age of the oldest of them */
+    uint64_t lag_bytes, lag_ms;
 };
 
 /* How a node replicates (serve's options). */

@@ -82,6 +82,7 @@ struct nm_req {
     const struct req_owner *owner;
     void *conn;
     uint64_t cookie;
+    uint64_t t_ns;     /* when it was decoded (latency histograms) */
     uint32_t done;     /* progress within a multi-step local I/O */
     uint8_t step;
     uint8_t hdr[32];   /* encoded reply header(s) */

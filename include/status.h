@@ -45,6 +45,7 @@ struct status_peer {
     char last_resync_reason[32]; /* the last resync or verify that ended; "" none */
     uint64_t last_resync_bytes, last_resync_ms, last_resync_skipped_bytes;
     uint64_t verify_mismatch_bytes;
+    uint64_t send_queue_bytes, lag_bytes, lag_ms;
 };
 
 struct node_status {
@@ -62,6 +63,8 @@ struct node_status {
     struct status_peer peers[REPL_MAX_PEERS];
 };
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+size_t utf8_len(const unsigned char *s, size_t n);
 /* Copies what the replication code reports of one peer. */
 void status_peer_from(struct status_peer *d, const struct peer_status *s);
 /* Writes the record in the line format; returns 0 or -errno. */

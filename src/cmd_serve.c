@@ -18,6 +18,7 @@
 #include "ctl.h"
 #include "io.h"
 #include "meta.h"
+#include "metrics.h"
 #include "nbd.h"
 #include "nbdmirror.h"
 #include "repl.h"
@@ -77,7 +78,9 @@ static const char usage[] =
     "  --engine uring|aio     force an io engine (default: io_uring, else libaio)\n"
     "  --direct               O_DIRECT on a file (always on for block devices)\n"
     "  --control PATH         control socket for 'nbdmirror status'\n"
-    "                         (default " NM_DEFAULT_CONTROL ")\n";
+    "                         (default " NM_DEFAULT_CONTROL ")\n"
+    "  --metrics HOST:PORT    serve Prometheus metrics over HTTP at /metrics\n"
+    "                         (or unix:PATH, for a local proxy)\n";
 
 static struct {
     const char *disk_path, *meta_path, *nbd, *name, *engine, *control, *role, *listen;
@@ -90,6 +93,7 @@ static struct {
     uint8_t after_sb_0pri;
     bool read_only, export_ro, direct, stopping, force, resync_csums, no_resync_control;
     const char *tls_mode, *tls_dir, *tls_psk, *peer_psk, *peer_dir;
+    const char *metrics;
     bool tls_verify;
     struct tls_creds *nbd_tls, *peer_tls;
     struct disk disk;
@@ -184,6 +188,14 @@ static void fill_status(struct node_status *st)
     st->npeers = repl_peers_status(ps, REPL_MAX_PEERS);
     for (int i = 0; i < st->npeers; i++)
         status_peer_from(&st->peers[i], &ps[i]);
+}
+
+/* A scrape: the status record and the front end's latency histograms. */
+static void fill_metrics(struct node_status *st, struct metrics_hists *h)
+{
+    const struct nbd_stats *ns = nbd_server_stats();
+    fill_status(st);
+    *h = (struct metrics_hists){ &ns->lat_read, &ns->lat_write, &ns->lat_flush };
 }
 
 static void demote_done(void *arg, int rc, const char *msg)
@@ -378,6 +390,7 @@ static int parse_args(int argc, char **argv)
         { "tls-verify-peer", no_argument, 0, 1004 },
         { "peer-psk", required_argument, 0, 1005 },
         { "peer-certificates", required_argument, 0, 1006 },
+        { "metrics", required_argument, 0, 1007 },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -432,6 +445,7 @@ static int parse_args(int argc, char **argv)
         case 1004: S.tls_verify = true; break;
         case 1005: S.peer_psk = optarg; break;
         case 1006: S.peer_dir = optarg; break;
+        case 1007: S.metrics = optarg; break;
         case 'K': S.resync_csums = true; break;
         case 'Q': S.no_resync_control = true; break;
         case 'F': S.force = true; break;
@@ -663,6 +677,15 @@ int cmd_serve(int argc, char **argv)
                 r == -EADDRINUSE ? "another nbdmirror is using it (give --control)" : strerror(-r));
         return 1;
     }
+    if (S.resource)
+        metrics_set_resource(S.resource);
+    if (S.metrics && (r = metrics_start(S.metrics, fill_metrics)) < 0) {
+        log_err("--metrics %s: %s", S.metrics,
+                r == -EINVAL ? "not HOST:PORT or unix:PATH (or the host is unknown)"
+                             : strerror(-r));
+        ctl_stop();
+        return 1;
+    }
     sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     h_signal.fn = on_signal;
     if (sfd < 0 || loop_add(sfd, EPOLLIN, &h_signal) < 0) {
@@ -718,6 +741,7 @@ int cmd_serve(int argc, char **argv)
         repl_tick();
     }
     ctl_stop();
+    metrics_stop();
     /* Everything acknowledged reaches stable storage before we go. */
     r = 0;
     if (!S.read_only && fdatasync(S.disk.fd) < 0) {

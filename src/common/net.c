@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,6 +30,10 @@ static int resolve(const char *spec, bool passive, struct addrinfo **ai)
     size_t hl;
 
     if (!colon || colon[1] == '\0' || (hl = colon - spec) >= sizeof host)
+        return -EINVAL;
+    /* getaddrinfo takes a number past 65535 modulo 65536 (99999 is 34463) */
+    if (strspn(colon + 1, "0123456789") == strlen(colon + 1) &&
+        strtoul(colon + 1, NULL, 10) > 65535)
         return -EINVAL;
     memcpy(host, spec, hl);
     host[hl] = '\0';

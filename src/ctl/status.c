@@ -48,7 +48,8 @@ static const struct field peer_fields[] = {
     P(F_U64, trimmed_bytes), P(F_U64, zeroed_bytes), P(F_STR, last_error),
     P(F_STR, peer_role), P(F_STR, last_resync_reason), P(F_U64, last_resync_bytes),
     P(F_U64, last_resync_ms), P(F_U64, last_resync_skipped_bytes),
-    P(F_U64, verify_mismatch_bytes),
+    P(F_U64, verify_mismatch_bytes), P(F_U64, send_queue_bytes), P(F_U64, lag_bytes),
+    P(F_U64, lag_ms),
 };
 #define NFIELDS(a) (sizeof a / sizeof a[0])
 
@@ -84,6 +85,9 @@ void status_peer_from(struct status_peer *d, const struct peer_status *s)
     d->resync_eta_s = s->resync_eta_s;
     d->resync_bytes_per_s = s->resync_bytes_per_s;
     d->resync_percent = s->resync_percent;
+    d->send_queue_bytes = s->send_queue_bytes;
+    d->lag_bytes = s->lag_bytes;
+    d->lag_ms = s->lag_ms;
 }
 
 /* ---- the line format ---- */
@@ -344,8 +348,7 @@ int status_parse(const char *buf, size_t len, struct node_status *st, char *why,
 
 /* ---- renderings ---- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0], need, min;
     uint32_t cp;
@@ -502,6 +505,9 @@ void status_print_text(FILE *f, const struct node_status *st)
         if (p->out_of_sync_bytes)
             fprintf(f, "    out of sync: %.1f MiB (%llu bytes)\n", p->out_of_sync_bytes / 1048576.0,
                     (unsigned long long)p->out_of_sync_bytes);
+        if (p->lag_bytes || p->lag_ms)
+            fprintf(f, "    behind: %.1f MiB not acknowledged, the oldest for %.1f s\n",
+                    p->lag_bytes / 1048576.0, p->lag_ms / 1000.0);
         if (!strcmp(p->last_resync_reason, "verify"))
             fprintf(f, "    last verify: %.1f s, %llu bytes differed%s\n",
                     p->last_resync_ms / 1000.0, (unsigned long long)p->verify_mismatch_bytes,

@@ -63,6 +63,11 @@ static void reply(struct nm_req *r)
 
     if (r->err)
         srv.stats.errors++;
+    struct hist *h = r->op == REQ_READ ? &srv.stats.lat_read
+                     : r->op == REQ_WRITE ? &srv.stats.lat_write
+                     : r->op == REQ_FLUSH ? &srv.stats.lat_flush : NULL;
+    if (h)
+        hist_add(h, hist_now_ns() - r->t_ns);
     if (c->s.dead) {
         req_replied(r);
         return;
@@ -375,6 +380,7 @@ size_t tx_data(struct conn *c, const uint8_t *p, size_t len)
     }
     err = srv.shutting_down || (srv.quiescing && c->writable) ? ESHUTDOWN : check(c, &q);
     r = take_slot(c);
+    r->t_ns = hist_now_ns();
     translate(r, &q);
     req_init(r, &owner);
     if (!err && (q.type == NBD_CMD_READ || q.type == NBD_CMD_WRITE ||

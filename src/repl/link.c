@@ -850,6 +850,8 @@ int link_status(struct peer_status *out, int max)
         s->last_resync_ms = p->last.ms;
         s->last_resync_skipped_bytes = p->last.skipped;
         s->verify_mismatch_bytes = p->verify_mismatch;
+        s->send_queue_bytes = p->s && !p->s->dead ? stream_backlog(p->s) : 0;
+        sender_lag(p, now, &s->lag_bytes, &s->lag_ms);
         if (p->sync.active) {
             s->resync_sent_bytes = p->sync.sent;
             s->resync_percent = resync_percent(&p->sync);

@@ -119,6 +119,9 @@ struct peer {
     bool clean_acked;
     uint64_t sent_bytes, acked_bytes, trimmed_bytes, zeroed_bytes, sent_reqs, acked_reqs;
     uint64_t unacked;         /* frames sent that await their ACK_WRITE */
+    uint64_t lag_bytes;       /* client write bytes queued or sent, not yet acknowledged */
+    uint64_t lag_pos;         /* transfer log: nothing before this awaits its ack */
+    uint64_t ack_pos;         /* transfer log: where its next ack is looked for first */
     bool bm_in_done;          /* as a sync source: the target's bitmap is all here */
     /* resync data sent whose bits were cleared (acknowledged) but that no
      * barrier has confirmed durable yet: set again if the link drops */
@@ -235,6 +238,9 @@ uint64_t sender_barrier(struct peer *p, uint16_t flags, uint64_t gen);
 void sender_sync_start(struct peer *p, enum resync_kind kind, const char *reason);
 void sender_send_gen(void);                      /* after a rotation: in-sync peers take it */
 bool sender_client_busy(void);                   /* client writes right now (resync yields) */
+/* How far p is behind (struct peer_status): unacknowledged bytes, and the
+ * age of the oldest unacknowledged client write (0 when none). */
+void sender_lag(struct peer *p, uint64_t now, uint64_t *bytes, uint64_t *ms);
 void sender_stop_begin(void);
 bool sender_stop_done(void);
 

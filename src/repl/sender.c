@@ -37,6 +37,7 @@ struct tl_ent {
     uint64_t seq, off;
     uint32_t len;
     uint32_t born;           /* ms, low bits */
+    uint32_t acked;          /* peers (bits) that acknowledged it: their lag */
     uint8_t flags;
 };
 
@@ -85,6 +86,27 @@ static uint64_t durable_everywhere(void)
             min = p->barrier_acked;
     }
     return min;
+}
+
+/* The entry of seq, or NULL (retired already). A peer acknowledges mostly
+ * in order, so the entry after the one it acknowledged last (*hint) is
+ * tried first; else a binary search (the log is in seq order). */
+static struct tl_ent *tl_find(uint64_t seq, uint64_t *hint)
+{
+    uint64_t lo = T.tl_tail, hi = T.tl_head;
+    if (*hint >= lo && *hint < hi && tl_at(*hint)->seq == seq)
+        return tl_at((*hint)++);
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (tl_at(mid)->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == T.tl_head || tl_at(lo)->seq != seq)
+        return NULL;
+    *hint = lo + 1;
+    return tl_at(lo);
 }
 
 static void tl_retire(void)
@@ -181,6 +203,7 @@ static bool queue_to(struct peer *p, struct nm_req *r, uint8_t type, uint16_t fl
                        req_frame_done, r))
         return false;
     req_hold_buf(r, p->idx); /* until req_frame_done */
+    p->lag_bytes += r->stream_len; /* until its ACK_WRITE (which says as much) */
     return true;
 }
 
@@ -368,6 +391,8 @@ void sender_link_up(struct peer *p)
     p->barrier_acked = T.seq + 1;
     p->waiting = 0;
     p->unacked = 0;
+    p->lag_bytes = 0;
+    p->lag_pos = T.tl_head; /* what the log holds now was never sent to it */
 }
 
 void sender_link_down(struct peer *p)
@@ -394,6 +419,7 @@ void sender_link_down(struct peer *p)
             stop_waiting(p, T.table[i], false);
     p->waiting = 0;
     p->unacked = 0;
+    p->lag_bytes = 0;
     p->barrier_acked = UINT64_MAX; /* no longer holds the log back */
     if (p->sync.active)
         log_warn("peer %s: resync interrupted with %llu MiB to go; it goes on when the peer "
@@ -457,6 +483,26 @@ bool sender_busy(void) { return T.held_retry; }
 bool sender_client_busy(void)
 {
     return T.client_inflight || now_ms() - T.last_client_ms < CLIENT_IDLE_MS;
+}
+
+void sender_lag(struct peer *p, uint64_t now, uint64_t *bytes, uint64_t *ms)
+{
+    *bytes = *ms = 0;
+    if (!peer_sending(p))
+        return;
+    *bytes = p->lag_bytes;
+    /* the oldest entry it has neither acknowledged nor confirmed durable
+     * (a barrier after it); the position only moves on, so each entry is
+     * looked at about once */
+    if (p->lag_pos < T.tl_tail)
+        p->lag_pos = T.tl_tail;
+    for (; p->lag_pos < T.tl_head; p->lag_pos++) {
+        const struct tl_ent *e = tl_at(p->lag_pos);
+        if (e->seq >= p->barrier_acked && !(e->acked & 1u << p->idx))
+            break;
+    }
+    if (p->lag_pos < T.tl_head)
+        *ms = (uint32_t)now - tl_at(p->lag_pos)->born;
 }
 
 void sender_tick(void)
@@ -524,6 +570,10 @@ static int sender_on_ack(struct peer *p, const struct repl_hdr *h)
         if (p->unacked)
             p->unacked--;
         if (!(h->flags & RF_RESYNC)) {
+            struct tl_ent *e = tl_find(h->seq, &p->ack_pos);
+            if (e)
+                e->acked |= 1u << p->idx;
+            p->lag_bytes -= h->epoch < p->lag_bytes ? h->epoch : p->lag_bytes;
             p->acked_reqs++;
             if (what == RT_WRITE)
                 p->acked_bytes += h->epoch; /* byte count */

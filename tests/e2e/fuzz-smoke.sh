@@ -1,11 +1,11 @@
 # The libFuzzer targets (tests/fuzz: the NBD front end, a secondary's
-# replication port, the metadata decoders) for 15 s each from their seeds
-# alone: every seed passes and the mutations find no crash, sanitizer
-# error, leak or hang. `make fuzz` runs them for 5 minutes each.
+# replication port, the metadata decoders, the metrics endpoint) for 15 s
+# each from their seeds alone: every seed passes and the mutations find no
+# crash, sanitizer error, leak or hang. `make fuzz` runs them for 5 minutes each.
 # engine-independent: the fuzzers pick their own
 . "$(dirname "$0")/lib.bash"
 
-for n in nbd repl meta; do
+for n in nbd repl meta metrics; do
     [ -x "$ROOT/build-fuzz/fuzz_$n" ] || fail "no build-fuzz/fuzz_$n: 'make fuzzers' (make check builds them)"
 done
 if ! FUZZ_OUT=$T FUZZ_CORPUS=$T/corpus "$ROOT/tests/fuzz/run" 15; then

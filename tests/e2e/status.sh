@@ -45,7 +45,7 @@ peer = {"address": str, "connection": str, "replication": str, "peer_disk": str,
         "resync_bytes_per_s": int, "trimmed_bytes": int, "zeroed_bytes": int,
         "last_error": str, "peer_role": str, "last_resync_reason": str,
         "last_resync_bytes": int, "last_resync_ms": int, "last_resync_skipped_bytes": int,
-        "verify_mismatch_bytes": int}
+        "verify_mismatch_bytes": int, "send_queue_bytes": int, "lag_bytes": int, "lag_ms": int}
 assert list(s) == list(node), list(s)  # today's keys, in today's order
 for k, t in node.items():
     assert isinstance(s[k], t) and (t is bool or not isinstance(s[k], bool)), (k, s[k])

@@ -56,7 +56,7 @@ truncate -s 64M "$T/alpha.img" "$T/beta.img"
 {
     printf '[resource]\nprotocol = C\nmeta = internal\n'
     printf '[node alpha]\naddress = 10.77.1.1:7789\nnbd = unix:%s/alpha.sock\ndisk = %s/alpha.img\n' "$T" "$T"
-    printf 'control = %s/alpha.ctl\n' "$T"
+    printf 'control = %s/alpha.ctl\nmetrics = unix:%s/alpha.metrics\n' "$T" "$T"
     printf '[node beta]\naddress = 10.77.1.2:7789\nnbd = unix:%s/beta.sock\ndisk = %s/beta.img\n' "$T" "$T"
     printf 'control = %s/beta.ctl\nlog = %s/beta.log\n' "$T" "$T"
 } >"$T/conf/r0.res"
@@ -96,6 +96,9 @@ grep -q "STATUS=resource r0: secondary" "$T/notify.txt" || fail "no STATUS with 
 "$NBDM" status r0 --node alpha >/dev/null || fail "READY=1 but status does not answer"
 nbdinfo --size "nbd+unix:///?socket=$T/alpha.sock" >/dev/null || fail "READY=1 but the export does not answer"
 
+# the metrics the file asks for, labelled with the resource
+m=$(curl -sf --unix-socket "$T/alpha.metrics" http://localhost/metrics) || fail "no metrics endpoint"
+grep -q '^nbdmirror_role{resource="r0",role="secondary"} 1' <<<"$m" || fail "metrics without resource=\"r0\": $(grep nbdmirror_role <<<"$m")"
 "$NBDM" promote r0 --node alpha || fail "promote alpha"
 wait_peers alpha 1
 head -c 8M /dev/urandom >"$T/data"

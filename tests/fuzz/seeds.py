@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the fuzzers' seed corpus into tests/fuzz/seeds/{nbd,repl,meta}/:
+"""Writes the fuzzers' seed corpus into tests/fuzz/seeds/{nbd,repl,meta,metrics}/:
 valid conversations and structures, which the fuzzers mutate. Run from the
 repository root after `make` (the metadata seeds come from create-md).
 The files are committed; rerun this when a format changes. Inputs that
@@ -112,4 +112,12 @@ HALF = 16 << 10
 a = al_half(7, [1, 5, 9, 200]).ljust(HALF, b"\0") + al_half(8, [1, 2, 3]).ljust(HALF, b"\0")
 save("meta", "activity-log", b"\x04\x40" + a)
 save("meta", "activity-log-fixed", b"\x05\x40" + a)
+# ---- metrics: what an HTTP client sends ----
+save("metrics", "get", b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: text/plain\r\n\r\n")
+save("metrics", "head-query", b"HEAD /metrics?x=1 HTTP/1.0\n\n")
+save("metrics", "post-body", b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+save("metrics", "not-found", b"GET /other HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n")
+save("metrics", "garbage", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(40)))
+save("metrics", "long-header", b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n")
+
 print("seeds written to", OUT)

@@ -46,6 +46,7 @@ static void sample(struct node_status *st)
             .inflight = i, .out_of_sync_bytes = 1ULL << 30,
             .resync_sent_bytes = 77, .resync_eta_s = i % 2 ? 42 : 0,
             .resync_bytes_per_s = 5 << 20, .resync_percent = i % 2 ? i * 3 : -1,
+            .send_queue_bytes = 3ULL * i, .lag_bytes = 4096ULL * i, .lag_ms = 1500ULL * i,
         };
         snprintf(ps.address, sizeof ps.address, "10.77.%d.2:7789", i + 1);
         if (i == 7)
@@ -90,7 +91,7 @@ static void test_round_trip(void)
     int lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += buf[i] == '\n';
-    CHECK(lines == 1 + 21 + REPL_MAX_PEERS * 25 + 1);
+    CHECK(lines == 1 + 21 + REPL_MAX_PEERS * 28 + 1);
     CHECK(strstr(buf, "device=/dev/a\\nrole=evil\\n\"q\" \\\\b\\\\n=c\\r\\t\\x01\\x7f\xff\xc3\xa9 end\n"));
     CHECK(strstr(buf, "resync_percent=null\nresync_eta_s=null\n"));
     CHECK(strstr(buf, "resync_percent=3\nresync_eta_s=42\n"));
@@ -211,11 +212,12 @@ static void test_renderings(void)
     CHECK(strstr(j, "\"resync_percent\":null,\"resync_eta_s\":null,\"resync_bytes_per_s\":5242880,"
                     "\"trimmed_bytes\":0,\"zeroed_bytes\":0,\"last_error\":\"\","));
     CHECK(strstr(j, "\"last_resync_reason\":\"\",\"last_resync_bytes\":0,\"last_resync_ms\":0,"
-                    "\"last_resync_skipped_bytes\":0,\"verify_mismatch_bytes\":0}"));
+                    "\"last_resync_skipped_bytes\":0,\"verify_mismatch_bytes\":0,"
+                    "\"send_queue_bytes\":0,\"lag_bytes\":0,\"lag_ms\":0}"));
     CHECK(strstr(j, "\"resync_percent\":3,\"resync_eta_s\":42,"));
     CHECK(strstr(j, "\"protocol\":\"-\""));
     CHECK(strstr(j, "\"last_error\":\"its disk failed a write:\\n\\\"Input/output error\\\"=5\","));
-    CHECK(strstr(j, "\"verify_mismatch_bytes\":0}]}\n"));
+    CHECK(strstr(j, "\"lag_ms\":45000}]}\n"));
     free(j);
 
     t = render(status_print_text, &st);
