@@ -362,6 +362,10 @@ static int replay_activity_log(void)
  * change even before it writes (so after-sb-0pri sees it). */
 static void become_primary(bool at_start)
 {
+    /* which peers miss our writes is asked as the primary we become: a
+     * peer connected and in sync receives them (peer_sending needs
+     * N.primary), so it is not lost and needs no new id nor bitmap */
+    N.primary = true;
     uint32_t lost = node_lost_slots();
     N.meta->flags |= META_F_PRIMARY; /* the log is live: a crash from now on replays it */
     N.meta->primary_since = wall_ms();

@@ -76,7 +76,13 @@ print("after demote: read-only")
 PY
 
 log "promote the other node: writes replicate to the old primary"
+wait_synced p
+gen=$(jfield s1 's["generation"]')
 "$NBDM" promote --control "$T/s1.ctl" || fail "promote refused"
+# its one peer is connected and in sync: no new generation id (that is for
+# a primary without every peer), so nothing is marked for a later resync
+[ "$(jfield s1 's["generation"]')" = "$gen" ] || fail "promote with the peer in sync made a new generation id"
+grep -q "primary without every peer" "$T/s1.log" && fail "s1 thinks its connected peer is away"
 "$PY" - "nbd+unix:///?socket=$SSOCK" <<'PY'
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
