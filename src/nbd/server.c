@@ -215,9 +215,29 @@ void nbd_server_resume(void) { srv.quiescing = false; }
 
 bool nbd_server_busy(void) { return srv.resume_all || req_busy(); }
 
+/* Done: every connection closed, and what is left of their requests waits
+ * only for peers (a send queue behind a slow link, an ack). The node's stop
+ * marks those writes for the peers that lack them, so a slow link cannot
+ * hold a stop for minutes. A reply still due is waited for until the grace
+ * period is over; a local write in flight always is. */
 bool nbd_server_done(void)
 {
-    return srv.shutting_down && srv.conns == NULL;
+    if (!srv.shutting_down)
+        return false;
+    bool grace_over = now_ms() > srv.shutdown_deadline;
+    for (struct conn *c = srv.conns; c; c = c->next) {
+        if (!c->s.dead)
+            return false;
+        for (unsigned i = 0; i < CONN_SLOTS && c->inflight; i++) {
+            const struct nm_req *r = &c->slots[i];
+            if (r->conn != c || r->released)
+                continue; /* free */
+            if (r->local_pending || c->rd == r ||
+                (!grace_over && (!r->completed || r->front_holds)))
+                return false;
+        }
+    }
+    return true;
 }
 
 void nbd_server_tick(void)
