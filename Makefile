@@ -39,7 +39,7 @@ DEPS_BUILD = gcc make pkg-config liburing-dev libaio-dev libgnutls28-dev
 DEPS_FUZZ  = clang libclang-rt-14-dev
 DEPS_TEST  = libnbd-bin python3-libnbd fio qemu-utils e2fsprogs fuse3 \
              util-linux iproute2 nbd-client reiserfsprogs kmod procps valgrind nbdkit \
-             gnutls-bin systemd curl prometheus python3-prometheus-client $(DEPS_FUZZ)
+             gnutls-bin systemd man-db strace curl prometheus python3-prometheus-client $(DEPS_FUZZ)
 DEPS_BENCH = nbdkit qemu-system-common qemu-block-extra iperf3
 
 .PHONY: all check demo bench deps deps-test deps-bench clean units tools fuzzers fuzz install
