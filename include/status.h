@@ -65,6 +65,9 @@ struct node_status {
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
 size_t utf8_len(const unsigned char *s, size_t n);
+/* s as a JSON string, quoted; always valid JSON (bytes that are not UTF-8
+ * become U+FFFD) */
+void status_json_str(FILE *f, const char *s);
 /* Copies what the replication code reports of one peer. */
 void status_peer_from(struct status_peer *d, const struct peer_status *s);
 /* Writes the record in the line format; returns 0 or -errno. */

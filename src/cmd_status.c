@@ -78,10 +78,13 @@ static int show_all(bool json, const char *node)
         if (res_load(&res, path, NULL, err, sizeof err) < 0 ||
             !(self = res_this_node(&res, node, err, sizeof err))) {
             if (json) {
-                printf("{\"resource\": \"%.*s\", \"error\": \"", (int)(l - 4), e);
-                for (const char *c = err; *c; c++)
-                    printf(*c == '"' || *c == '\\' ? "\\%c" : (unsigned char)*c < 0x20 ? "\\u%04x" : "%c", *c);
-                fputs("\"}", stdout);
+                char rname[RES_NAME_MAX];
+                snprintf(rname, sizeof rname, "%.*s", (int)(l - 4), e);
+                fputs("{\"resource\": ", stdout);
+                status_json_str(stdout, rname);
+                fputs(", \"error\": ", stdout);
+                status_json_str(stdout, err);
+                fputs("}", stdout);
             } else {
                 printf("%.*s: %s\n", (int)(l - 4), e, err);
             }
@@ -89,7 +92,11 @@ static int show_all(bool json, const char *node)
         } else {
             int r = fetch(res_get(&res, self, RK_CONTROL), &st, true);
             if (json) {
-                printf("{\"resource\": \"%s\", \"node\": \"%s\", \"status\": ", res.name, self->name);
+                fputs("{\"resource\": ", stdout);
+                status_json_str(stdout, res.name);
+                fputs(", \"node\": ", stdout);
+                status_json_str(stdout, self->name);
+                fputs(", \"status\": ", stdout);
                 if (r)
                     fputs("null}", stdout);
                 else {

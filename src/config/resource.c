@@ -13,6 +13,7 @@
 #include "config.h"
 #include "meta.h"
 #include "nbd.h"
+#include "status.h"
 
 enum scope { SC_RESOURCE, SC_NODE, SC_BOTH };
 typedef const char *(*check_fn)(const char *v); /* NULL: fine; else what is wrong */
@@ -440,21 +441,6 @@ bool res_get_bool(const struct resource *r, const struct res_section *n, enum re
     return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = *s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_keys(FILE *f, const struct resource *r, const struct res_section *n,
                       enum scope want)
 {
@@ -466,7 +452,7 @@ static void json_keys(FILE *f, const struct resource *r, const struct res_sectio
         if (keys[k].check == ck_bool)
             fputs(res_get_bool(r, n, k) ? "true" : "false", f);
         else
-            json_str(f, res_get(r, n, k));
+            status_json_str(f, res_get(r, n, k));
         first = false;
     }
 }
@@ -474,12 +460,12 @@ static void json_keys(FILE *f, const struct resource *r, const struct res_sectio
 void res_dump_json(FILE *f, const struct resource *r, const struct res_section *self)
 {
     fputs("{\"resource\": ", f);
-    json_str(f, r->name);
+    status_json_str(f, r->name);
     fputs(", \"file\": ", f);
-    json_str(f, r->path);
+    status_json_str(f, r->path);
     fputs(", \"this_node\": ", f);
     if (self)
-        json_str(f, self->name);
+        status_json_str(f, self->name);
     else
         fputs("null", f);
     fputs(", \"options\": {", f);
@@ -487,7 +473,7 @@ void res_dump_json(FILE *f, const struct resource *r, const struct res_section *
     fputs("}, \"nodes\": [", f);
     for (int i = 0; i < r->nnodes; i++) {
         fprintf(f, "%s{\"name\": ", i ? ", " : "");
-        json_str(f, r->nodes[i].name);
+        status_json_str(f, r->nodes[i].name);
         fputs(", ", f);
         json_keys(f, r, &r->nodes[i], SC_NODE);
         fputc('}', f);

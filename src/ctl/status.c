@@ -378,7 +378,7 @@ size_t utf8_len(const unsigned char *s, size_t n)
 /* A JSON string: quotes, backslashes and control characters escaped; bytes
  * that are not UTF-8 (a device path may hold any) become U+FFFD, so the
  * output is always valid JSON. */
-static void json_str(FILE *f, const char *s)
+void status_json_str(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
@@ -414,7 +414,7 @@ static void json_fields(FILE *f, const void *base, const struct field *fl, size_
         const char *p = (const char *)base + fl[i].off;
         fprintf(f, "%s\"%s\":", i ? "," : "", fl[i].key);
         switch (fl[i].type) {
-        case F_STR: json_str(f, p); break;
+        case F_STR: status_json_str(f, p); break;
         case F_U64: fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p); break;
         case F_BOOL: fputs(*(const bool *)p ? "true" : "false", f); break;
         case F_PROTO: fprintf(f, "\"%c\"", *p > ' ' && *p < 0x7f ? *p : '-'); break;
