@@ -100,6 +100,20 @@ int loop_add(int fd, uint32_t events, struct handler *h);
 int loop_mod(int fd, uint32_t events, struct handler *h);
 void loop_del(int fd);
 int loop_wait(int timeout_ms); /* dispatches handlers; returns events or -errno */
+/* The loop wakes at least every LOOP_TICK_MS for timers, without arming a
+ * timer at each sleep (on a virtual machine, programming and cancelling
+ * one is two exits to the hypervisor per sleep). */
+#define LOOP_TICK_MS 200
+/* Waits for the next event: first polls for it for up to an adaptive window
+ * (at most the loop_set_poll maximum), then sleeps until it comes or the
+ * next tick. Returns events handled or -errno. */
+int loop_wait_next(void);
+/* Busy-poll window maximum in microseconds; 0 turns polling off. */
+void loop_set_poll(unsigned max_us);
+#define POLL_US_DEFAULT 50 /* also the resource file's default */
+#define POLL_US_MAX 10000
+#define NM_STR_(x) #x
+#define NM_STR(x) NM_STR_(x)
 /* Frees p once the handlers of the current epoll batch have run: an event
  * for a closed socket may still be waiting in it. */
 void loop_free_later(void *p);

@@ -123,6 +123,7 @@ static int serve_argv(const struct resource *r, const struct res_section *n, cha
         OPT("--engine", RK_ENGINE);
     if (res_get_bool(r, n, RK_DIRECT))
         ARG("--direct");
+    OPT("--poll-us", RK_POLL_US);
 #undef OPT
 #undef ARG
     av[ac] = NULL;

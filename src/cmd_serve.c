@@ -77,6 +77,9 @@ static const char usage[] =
     "  --read-only            refuse writes (EPERM)\n"
     "  --engine uring|aio     force an io engine (default: io_uring, else libaio)\n"
     "  --direct               O_DIRECT on a file (always on for block devices)\n"
+    "  --poll-us N            poll up to N microseconds for the next event before\n"
+    "                         sleeping, adapted to how soon events come (default 50;\n"
+    "                         0: never poll)\n"
     "  --control PATH         control socket for 'nbdmirror status'\n"
     "                         (default " NM_DEFAULT_CONTROL ")\n"
     "  --metrics HOST:PORT    serve Prometheus metrics over HTTP at /metrics\n"
@@ -87,7 +90,7 @@ static struct {
     char *peers[REPL_MAX_PEERS];
     int npeers;
     char protocol;
-    unsigned timeout_ms, al_extents;
+    unsigned timeout_ms, al_extents, poll_us;
     uint64_t resync_rate;
     int meta_fd;
     uint8_t after_sb_0pri;
@@ -391,6 +394,7 @@ static int parse_args(int argc, char **argv)
         { "peer-psk", required_argument, 0, 1005 },
         { "peer-certificates", required_argument, 0, 1006 },
         { "metrics", required_argument, 0, 1007 },
+        { "poll-us", required_argument, 0, 1008 },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -401,6 +405,7 @@ static int parse_args(int argc, char **argv)
     S.control = NM_DEFAULT_CONTROL;
     S.protocol = 'C';
     S.timeout_ms = 5000;
+    S.poll_us = POLL_US_DEFAULT;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
         case 'n': S.nbd = optarg; break;
@@ -455,6 +460,13 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
             S.al_extents = v;
+            break;
+        case 1008:
+            if (parse_size(optarg, &v) < 0 || v > POLL_US_MAX) {
+                fprintf(stderr, "nbdmirror serve: --poll-us takes 0 to %u\n", POLL_US_MAX);
+                return -1;
+            }
+            S.poll_us = v;
             break;
         case 'B':
             if (sb_policy(optarg) >= 0)
@@ -607,6 +619,7 @@ int cmd_serve(int argc, char **argv)
     }
     if (open_meta() < 0)
         return 1;
+    loop_set_poll(S.poll_us);
     if (loop_init() < 0) {
         log_err("epoll: %s", strerror(errno));
         return 1;
@@ -717,7 +730,7 @@ int cmd_serve(int argc, char **argv)
         /* sleep only when nothing waits; 200 ms for timers (handshake, grace) */
         bool busy = io_pending(S.io) || (S.nbd && nbd_server_busy()) || repl_busy() ||
                     stream_any_dirty();
-        if (loop_wait(busy ? 0 : 200) < 0)
+        if ((busy ? loop_wait(0) : loop_wait_next()) < 0)
             break;
         io_run(S.io);
         if (S.nbd)

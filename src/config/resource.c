@@ -84,6 +84,12 @@ static const char *ck_engine(const char *v)
     return one_of(v, w, "is not auto, uring or aio");
 }
 
+static const char *ck_poll(const char *v)
+{
+    uint64_t n;
+    return parse_size(v, &n) < 0 || n > POLL_US_MAX ? "is not 0 to 10000" : NULL;
+}
+
 static const char *ck_path(const char *v)
 {
     return v[0] != '/' ? "is not an absolute path" : NULL;
@@ -149,6 +155,7 @@ static const struct key_def keys[RK_COUNT] = {
     [RK_LOG]               = { "log", SC_BOTH, ck_path, NULL, false },
     [RK_ENGINE]            = { "engine", SC_BOTH, ck_engine, "auto", false },
     [RK_DIRECT]            = { "direct", SC_BOTH, ck_bool, "no", false },
+    [RK_POLL_US]           = { "poll-us", SC_BOTH, ck_poll, NM_STR(POLL_US_DEFAULT), false },
 };
 
 const char *res_key_name(enum res_key k) { return keys[k].name; }

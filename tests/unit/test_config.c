@@ -49,6 +49,7 @@ static void test_good(void)
                 "address = 10.0.0.1:7789\n"
                 "nbd = 10.0.0.1:10809\n"
                 "meta = /var/lib/nbdmirror/r0.meta\n"
+                "poll-us = 0\n"
                 "  ; also a comment\n"
                 "[node beta]\r\n"
                 "address = [fd00::2]:7789\r\n"
@@ -70,6 +71,8 @@ static void test_good(void)
     CHECK(!strcmp(res_get(&r, b, RK_META), "internal"));   /* the default */
     CHECK(!strcmp(res_get(&r, a, RK_EXPORT_NAME), "my disk # 1"));
     CHECK(!strcmp(res_get(&r, a, RK_TIMEOUT), "5"));
+    CHECK(!strcmp(res_get(&r, a, RK_POLL_US), "0"));
+    CHECK(!strcmp(res_get(&r, b, RK_POLL_US), "50")); /* serve's default */
     CHECK(!strcmp(res_get(&r, b, RK_CONTROL), "/run/nbdmirror/r0.ctl"));
     CHECK(res_get_bool(&r, a, RK_RESYNC_CONTROL) && !res_get_bool(&r, a, RK_RESYNC_CSUMS));
     CHECK(res_this_node(&r, "gamma", err, sizeof err) == NULL &&
@@ -103,6 +106,7 @@ static void test_errors(void)
     refused("[resource]\nresync-csums = maybe\n" TWO_NODES,
             "r0.res:2: resync-csums: 'maybe' is not yes or no");
     refused("[resource]\nal-extents = 10\n" TWO_NODES, "r0.res:2: al-extents: '10' is not 64 to 4088");
+    refused("[resource]\npoll-us = 10001\n" TWO_NODES, "r0.res:2: poll-us: '10001' is not 0 to 10000");
     refused("[resource]\nafter-sb-0pri = pray\n" TWO_NODES,
             "r0.res:2: after-sb-0pri: 'pray' is not disconnect, discard-zero-changes or "
             "discard-younger-primary");
