@@ -88,12 +88,12 @@ static uint64_t mono_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + t.tv_nsec;
 }
 
-int loop_wait_next(void)
+int loop_wait_next(bool may_poll)
 {
     uint64_t t0 = mono_ns(), waited;
     int n;
 
-    if (poll_ns) {
+    if (poll_ns && may_poll) {
         do {
             if ((n = loop_wait(0)) != 0)
                 return n; /* caught while polling: the window is right */
