@@ -727,7 +727,8 @@ int cmd_serve(int argc, char **argv)
     for (;;) {
         if (S.stopping && (!S.nbd || nbd_server_done()))
             break;
-        /* sleep only when nothing waits; 200 ms for timers (handshake, grace) */
+        /* sleep only when nothing waits; the loop's tick (LOOP_TICK_MS)
+         * wakes it for timers (handshake, grace) */
         bool busy = io_pending(S.io) || (S.nbd && nbd_server_busy()) || repl_busy() ||
                     stream_any_dirty();
         /* Poll only at low queue depth, where a sleep and wake-up per

@@ -15,10 +15,10 @@ static struct handler tick_h;
 /* Adaptive polling, as QEMU's IOThreads do it (poll-max-ns). On a virtual
  * machine each sleep and wake-up of the loop costs exits to the hypervisor
  * (the halt, the waker's wake-up interrupt), often more than the request's
- * own work: 4 KiB O_DIRECT writes at queue depth 1 were 1.6x faster with
- * polling. When the next event comes within the window (a disk completion,
- * a QD1 client's next request), polling catches it awake; when it does not,
- * the window shrinks, so an idle loop or a slow disk costs no CPU. */
+ * own work: 4 KiB O_DIRECT writes at queue depth 1 reached 1.27-1.38x the
+ * IOPS with polling. When the next event comes within the window (a disk
+ * completion, a QD1 client's next request), polling catches it awake; when
+ * it does not, polling stops, so an idle loop or a slow disk costs no CPU. */
 #define POLL_START_NS 4000u
 static uint64_t poll_max_ns = 50000, poll_ns;
 
@@ -55,7 +55,7 @@ static void on_tick(struct handler *h, uint32_t ev)
     uint64_t n;
     (void)h, (void)ev;
     if (read(tickfd, &n, sizeof n) < 0) {
-        /* EAGAIN: another reader took it; the wake-up was the point */
+        /* EAGAIN: a spurious wake-up; the wake-up was the point anyway */
     }
 }
 
