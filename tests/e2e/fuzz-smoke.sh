@@ -1,5 +1,5 @@
 # The libFuzzer targets (tests/fuzz: the NBD front end, a secondary's
-# replication port, the metadata decoders, the metrics endpoint) for 15 s
+# replication port, the metadata decoders, the metrics endpoint) for 10 s
 # each from their seeds alone: every seed passes and the mutations find no
 # crash, sanitizer error, leak or hang. `make fuzz` runs them for 5 minutes each.
 # engine-independent: the fuzzers pick their own
@@ -8,7 +8,7 @@
 for n in nbd repl meta metrics; do
     [ -x "$ROOT/build-fuzz/fuzz_$n" ] || fail "no build-fuzz/fuzz_$n: 'make fuzzers' (make check builds them)"
 done
-if ! FUZZ_OUT=$T FUZZ_CORPUS=$T/corpus "$ROOT/tests/fuzz/run" 15; then
+if ! FUZZ_OUT=$T FUZZ_CORPUS=$T/corpus "$ROOT/tests/fuzz/run" 10; then
     mkdir -p "$ROOT/build/test-logs/fuzz-artifacts"
     cp "$T"/artifacts/* "$T"/fuzz_*.log "$ROOT/build/test-logs/fuzz-artifacts/" 2>/dev/null || true
     fail "a fuzzer found something: build/test-logs/fuzz-artifacts/ has the input"
