@@ -131,6 +131,7 @@ static const char *role_name(void)
     return !S.role ? "standalone" : repl_is_primary() ? "primary" : "secondary";
 }
 
+#define POLL_MAX_INFLIGHT 2 /* disk requests in flight up to which the loop polls */
 #define SECONDARY_DESC "secondary's disk (read-only replication target)"
 
 /* The node's role changed: the export follows (new clients see it; those

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "hist.h"
 
 static int epfd = -1, tickfd = -1;
 static struct handler tick_h;
@@ -20,7 +20,7 @@ static struct handler tick_h;
  * completion, a QD1 client's next request), polling catches it awake; when
  * it does not, polling stops, so an idle loop or a slow disk costs no CPU. */
 #define POLL_START_NS 4000u
-static uint64_t poll_max_ns = 50000, poll_ns;
+static uint64_t poll_max_ns = POLL_US_DEFAULT * 1000ull, poll_ns;
 
 /* memory released after the batch that may still point at it */
 struct later {
@@ -81,16 +81,9 @@ void loop_set_poll(unsigned max_us)
     poll_ns = 0;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + t.tv_nsec;
-}
-
 int loop_wait_next(bool may_poll)
 {
-    uint64_t t0 = mono_ns(), waited;
+    uint64_t t0 = hist_now_ns(), waited;
     int n;
 
     if (poll_ns && may_poll) {
@@ -99,13 +92,13 @@ int loop_wait_next(bool may_poll)
                 return n; /* caught while polling: the window is right */
             /* let a task that shares this CPU (a local client or peer) run */
             sched_yield();
-        } while (mono_ns() - t0 < poll_ns);
+        } while (hist_now_ns() - t0 < poll_ns);
     }
     n = loop_wait(-1);
     /* QEMU's rule (with its default shrink): a wait longer than the maximum
      * means polling would not have helped, so stop; a wait the maximum would
      * have caught doubles the window */
-    waited = mono_ns() - t0;
+    waited = hist_now_ns() - t0;
     if (waited > poll_max_ns)
         poll_ns = 0;
     else if (poll_ns < poll_max_ns)
