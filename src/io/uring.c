@@ -1,5 +1,5 @@
-/* io_uring backend: one ring, commands prepared as they come, submitted once
- * per loop turn, completions reaped in batches. */
+/* io_uring backend: one ring, commands prepared as they come and submitted
+ * in small batches, completions reaped in batches. */
 #include <errno.h>
 #include <liburing.h>
 #include <stdlib.h>
@@ -8,6 +8,12 @@
 
 #define RING_DEPTH 256
 #define CQ_DEPTH 4096
+/* Prepared commands go to the kernel once this many wait, not only at the
+ * end of the loop's turn: when a client's burst of 32 requests is parsed in
+ * one turn, the disk starts on the first ones while the rest are parsed
+ * (4 KiB QD32 with --direct: 1.12-1.15x the IOPS of one submit per turn,
+ * buffered rows unchanged; bench/README.md). */
+#define SUBMIT_BATCH 4
 
 struct uring {
     struct io_uring ring;
@@ -76,7 +82,8 @@ static int u_prep(struct io_engine *e, struct io_cmd *c)
         return -EINVAL;
     }
     io_uring_sqe_set_data(sqe, c);
-    u->prepared++;
+    if (++u->prepared >= SUBMIT_BATCH && io_uring_submit(&u->ring) >= 0)
+        u->prepared = 0;
     return 0;
 }
 
