@@ -8,12 +8,6 @@
 
 #define RING_DEPTH 256
 #define CQ_DEPTH 4096
-/* Prepared commands go to the kernel once this many wait, not only at the
- * end of the loop's turn: when a client's burst of 32 requests is parsed in
- * one turn, the disk starts on the first ones while the rest are parsed
- * (4 KiB QD32 with --direct: 1.12-1.15x the IOPS of one submit per turn,
- * buffered rows unchanged; bench/README.md). */
-#define SUBMIT_BATCH 4
 
 struct uring {
     struct io_uring ring;
