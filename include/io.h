@@ -84,7 +84,10 @@ struct io_engine;
 int io_engine_open(struct io_engine **out, const char *kind, const char **why);
 const char *io_engine_name(const struct io_engine *e);
 void io_queue(struct io_engine *e, struct io_cmd *cmd);
-/* One submit per loop turn, then run callbacks for everything completed. */
+/* Once per loop turn: submits what io_queue left prepared (backends submit
+ * every few commands as they are queued, so a burst's first ones need not
+ * wait for the turn to end), then runs callbacks for everything completed.
+ * Callbacks never run inside io_queue. */
 void io_run(struct io_engine *e);
 unsigned io_inflight(const struct io_engine *e);
 /* True when io_run has commands to submit or completions to deliver. */
