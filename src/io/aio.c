@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <libaio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -18,14 +17,7 @@ struct aio {
     int efd;
     struct iocb *pending[AIO_DEPTH];
     unsigned npending, running;
-    /* commands io_submit refused, completed by the next reap: submitting
-     * happens inside io_queue too, where no callback may run */
-    struct io_cmd *refused[AIO_DEPTH];
-    int refused_res[AIO_DEPTH];
-    unsigned nrefused;
 };
-
-static void a_submit(struct io_engine *e);
 
 _Static_assert(sizeof(struct iocb) <= sizeof(((struct io_cmd *)0)->priv), "iocb fits priv");
 
@@ -62,7 +54,7 @@ static int a_prep(struct io_engine *e, struct io_cmd *c)
     struct aio *a = e->priv;
     struct iocb *cb = (struct iocb *)c->priv;
 
-    if (a->npending + a->running + a->nrefused >= AIO_DEPTH)
+    if (a->npending + a->running >= AIO_DEPTH)
         return -EAGAIN;
     switch (c->op) {
     case IO_READ:
@@ -82,8 +74,6 @@ static int a_prep(struct io_engine *e, struct io_cmd *c)
     io_set_eventfd(cb, a->efd);
     cb->data = c;
     a->pending[a->npending++] = cb;
-    if (a->npending >= SUBMIT_BATCH)
-        a_submit(e);
     return 0;
 }
 
@@ -101,10 +91,11 @@ static void a_submit(struct io_engine *e)
         }
         if (r == -EAGAIN || r == -EINTR)
             break; /* try again next turn */
-        /* the first iocb was refused: fail it alone, go on with the rest */
-        a->refused[a->nrefused] = a->pending[off]->data;
-        a->refused_res[a->nrefused++] = r;
+        /* the first iocb was refused: fail it alone (from io_run: this may
+         * run inside io_queue), go on with the rest */
+        struct io_cmd *c = a->pending[off]->data;
         off++;
+        io_complete_later(e, c, r);
     }
     for (unsigned i = off; i < a->npending; i++)
         a->pending[i - off] = a->pending[i];
@@ -117,17 +108,10 @@ static int a_reap(struct io_engine *e)
     struct io_event evs[128];
     struct timespec zero = { 0, 0 };
     uint64_t v;
-    unsigned k = a->nrefused;
-    int total = k, n;
+    int total = 0, n;
 
-    for (unsigned i = 0; i < k; i++)
-        io_complete(e, a->refused[i], a->refused_res[i]);
-    /* a callback may have queued commands that were refused in turn */
-    a->nrefused -= k;
-    memmove(a->refused, a->refused + k, a->nrefused * sizeof a->refused[0]);
-    memmove(a->refused_res, a->refused_res + k, a->nrefused * sizeof a->refused_res[0]);
     if (!a->running)
-        return total; /* nothing submitted: no syscall */
+        return 0; /* nothing submitted: no syscall */
     if (read(a->efd, &v, sizeof v) < 0) {
         /* EAGAIN: no completion signalled; still poll below */
     }

@@ -20,6 +20,13 @@
  * runs beside the loop (on the other core) instead of inside it. */
 #define INLINE_WRITE_MAX (64u << 10)
 
+/* Prepared commands go to the kernel once this many wait, not only at the
+ * end of the loop's turn: when a client's burst of 32 requests is parsed in
+ * one turn, the disk starts on the first ones while the rest are parsed
+ * (4 KiB QD32 with --direct: 1.12-1.15x the IOPS of one submit per turn,
+ * buffered rows unchanged; bench/README.md). */
+#define SUBMIT_BATCH 4
+
 const char *io_engine_name(const struct io_engine *e) { return e->be->name; }
 unsigned io_inflight(const struct io_engine *e) { return e->inflight; }
 
@@ -197,6 +204,17 @@ void io_set_inline_writes(struct io_engine *e, int fd) { e->inline_fd = fd; }
 
 bool io_pending(const struct io_engine *e) { return e->queued || e->inline_done; }
 
+void io_complete_later(struct io_engine *e, struct io_cmd *c, int res)
+{
+    memcpy(c->priv, &res, sizeof res);
+    c->next = NULL;
+    if (e->inline_done)
+        e->inline_tail->next = c;
+    else
+        e->inline_done = c;
+    e->inline_tail = c;
+}
+
 void io_queue(struct io_engine *e, struct io_cmd *c)
 {
     e->inflight++;
@@ -209,12 +227,7 @@ void io_queue(struct io_engine *e, struct io_cmd *c)
     if (empty || (c->op == IO_WRITE && c->fd == e->inline_fd && c->len <= INLINE_WRITE_MAX && !c->mode)) {
         /* done now; the callback runs from io_run like any other, so
          * callers never see a completion inside io_queue */
-        memcpy(c->priv, &(int){ empty ? 0 : io_run_sync(c) }, sizeof(int));
-        if (e->inline_done)
-            e->inline_tail->next = c;
-        else
-            e->inline_done = c;
-        e->inline_tail = c;
+        io_complete_later(e, c, empty ? 0 : io_run_sync(c));
         return;
     }
     if (!e->be->native(c->op)) {
@@ -228,6 +241,9 @@ void io_queue(struct io_engine *e, struct io_cmd *c)
     }
     if (e->be->prep(e, c) == -EAGAIN) {
         e->backlog = e->backlog_tail = c;
+    } else if (++e->unsubmitted >= SUBMIT_BATCH) {
+        e->be->submit(e);
+        e->unsubmitted = 0;
     }
 }
 
@@ -253,6 +269,7 @@ void io_run(struct io_engine *e)
             e->backlog = c->next;
         }
         e->be->submit(e);
+        e->unsubmitted = 0;
         if (e->be->reap(e) == 0 && !e->inline_done)
             break;
     }

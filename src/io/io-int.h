@@ -9,13 +9,6 @@
 
 struct io_engine;
 
-/* Backends hand prepared commands to the kernel once this many wait, not
- * only at the end of the loop's turn: when a client's burst of 32 requests
- * is parsed in one turn, the disk starts on the first ones while the rest
- * are parsed (4 KiB QD32 with --direct: 1.12-1.15x the IOPS of one submit
- * per turn, buffered rows unchanged; bench/README.md). */
-#define SUBMIT_BATCH 4
-
 struct io_backend {
     const char *name;
     int (*init)(struct io_engine *e);
@@ -35,6 +28,7 @@ struct io_engine {
     unsigned inflight;          /* queued or running, all paths */
     struct io_cmd *backlog, *backlog_tail; /* waiting for a ring slot */
     bool queued;                /* io_queue ran since the last io_run */
+    unsigned unsubmitted;       /* prepared by io_queue since the last submit */
     int inline_fd;              /* writes to it run synchronously */
     struct io_cmd *inline_done, *inline_tail; /* their completions, for io_run */
 
@@ -48,6 +42,9 @@ struct io_engine {
 };
 
 void io_complete(struct io_engine *e, struct io_cmd *c, int res);
+/* Completes c with res from the next io_run (c->priv is reused): for a
+ * backend that learns a result where no callback may run. */
+void io_complete_later(struct io_engine *e, struct io_cmd *c, int res);
 /* Runs one command synchronously (offload thread); returns res. */
 int io_run_sync(struct io_cmd *c);
 

@@ -1,5 +1,6 @@
 /* io_uring backend: one ring, commands prepared as they come and submitted
- * in small batches, completions reaped in batches. */
+ * when the engine says (every few commands, and at the end of a turn),
+ * completions reaped in batches. */
 #include <errno.h>
 #include <liburing.h>
 #include <stdlib.h>
@@ -76,8 +77,7 @@ static int u_prep(struct io_engine *e, struct io_cmd *c)
         return -EINVAL;
     }
     io_uring_sqe_set_data(sqe, c);
-    if (++u->prepared >= SUBMIT_BATCH && io_uring_submit(&u->ring) >= 0)
-        u->prepared = 0;
+    u->prepared++;
     return 0;
 }
 
