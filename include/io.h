@@ -57,6 +57,15 @@ int disk_open(struct disk *d, const char *path, bool direct, bool read_only);
 void disk_close(struct disk *d);
 /* The fd a request should use: the O_DIRECT one only when it is aligned. */
 int disk_fd_for(const struct disk *d, const void *buf, uint64_t off, uint32_t len);
+/* RWF_* flags (io_cmd.mode) for bulk reads and writes this node will not
+ * touch again soon: resync and online verify. On a buffered file that is
+ * RWF_DONTCACHE (Linux 6.14): the data pass through the page cache but do
+ * not stay. Without it a full sync leaves the whole image cached in large
+ * folios, and on ext4 every later 4 KiB write into one walks all of its
+ * block buffers (2.4x the CPU per write here; bench/README.md). 0 for
+ * O_DIRECT. A kernel or filesystem that refuses the flag (EOPNOTSUPP) gets
+ * the same command again without it, from the io engine. */
+int disk_bulk_flags(const struct disk *d);
 /* How a trim and a zero write reach this disk (op, fd, mode, range), so the
  * primary and its secondaries always do the same.
  * Trim: a trim reads back as zeroes wherever it took effect, so that peers

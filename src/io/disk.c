@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "io-int.h"
 #include "common.h"
 
 static unsigned dio_align(int fd, bool blockdev)
@@ -75,6 +75,11 @@ int disk_fd_for(const struct disk *d, const void *buf, uint64_t off, uint32_t le
     if (!d->direct || (((uintptr_t)buf | off | len) & mask) == 0)
         return d->fd;
     return d->fd_buffered;
+}
+
+int disk_bulk_flags(const struct disk *d)
+{
+    return d->direct ? 0 : RWF_DONTCACHE;
 }
 
 void disk_trim_cmd(const struct disk *d, struct io_cmd *c, uint64_t off, uint32_t len)

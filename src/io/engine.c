@@ -188,6 +188,14 @@ void io_complete(struct io_engine *e, struct io_cmd *c, int res)
 {
     e->inflight--;
     if (c->op == IO_READ || c->op == IO_WRITE) {
+        if (res == -EOPNOTSUPP && (c->mode & RWF_DONTCACHE)) {
+            /* a hint this kernel (before 6.14) or filesystem does not
+             * take: the same command without it, and no more asking */
+            e->no_dontcache = true;
+            c->mode &= ~RWF_DONTCACHE;
+            io_queue(e, c);
+            return;
+        }
         if (res == 0 && c->done < c->len)
             res = -EIO; /* end of file inside the data area */
         else if (res > 0 && c->done + (uint32_t)res < c->len) {
@@ -220,6 +228,8 @@ void io_queue(struct io_engine *e, struct io_cmd *c)
     e->inflight++;
     e->queued = true;
     c->next = NULL;
+    if (e->no_dontcache && (c->op == IO_READ || c->op == IO_WRITE))
+        c->mode &= ~RWF_DONTCACHE;
     /* An empty range (a trim that shrank to nothing) succeeds without a
      * system call: fallocate would say EINVAL. Completed through io_run. */
     bool empty = (c->op == IO_FALLOCATE || c->op == IO_ZEROOUT) && c->len == 0;

@@ -7,6 +7,11 @@
 #include "common.h"
 #include "io.h"
 
+#include <linux/fs.h>
+#ifndef RWF_DONTCACHE
+#define RWF_DONTCACHE 0x00000080 /* Linux 6.14; newer than Debian 12's headers */
+#endif
+
 struct io_engine;
 
 struct io_backend {
@@ -30,6 +35,7 @@ struct io_engine {
     bool queued;                /* io_queue ran since the last io_run */
     unsigned unsubmitted;       /* prepared by io_queue since the last submit */
     int inline_fd;              /* writes to it run synchronously */
+    bool no_dontcache;          /* the kernel refused RWF_DONTCACHE once */
     struct io_cmd *inline_done, *inline_tail; /* their completions, for io_run */
 
     /* offload thread: ops a backend cannot run asynchronously */

@@ -376,7 +376,8 @@ int rx_on_csum(struct peer *p, const struct repl_hdr *h, const uint8_t *payload)
                          .flags = h->flags, .busy = true, .step = OP_HASH, .buf = buf,
                          .cgen = p->rx.cgen };
     o->io = (struct io_cmd){ .op = IO_READ, .buf = buf, .len = len, .off = off,
-                             .fd = disk_fd_for(N.self.dev, buf, off, len), .cb = op_done };
+                             .fd = disk_fd_for(N.self.dev, buf, off, len),
+                             .mode = disk_bulk_flags(N.self.dev), .cb = op_done };
     p->rx.inflight++;
     io_queue(N.self.io, &o->io);
     return 1;
@@ -411,6 +412,8 @@ int rx_on_data(struct peer *p, const struct repl_hdr *h, const uint8_t *payload)
         o->io.buf = o->buf;
         o->io.fd = disk_fd_for(d, o->buf, off, len);
         o->io.mode = (h->flags & RF_FUA) ? RWF_DSYNC : 0;
+        if (h->flags & RF_RESYNC)
+            o->io.mode |= disk_bulk_flags(d);
     } else if (h->type == RT_TRIM) {
         /* the primary trimmed exactly this, and there it reads zeroes now:
          * so it must here (op_done falls back to writing them) */

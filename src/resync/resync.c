@@ -318,7 +318,7 @@ void resync_step(struct resync *rs, uint64_t now)
                 break; /* memory budget: next turn */
             c->io = (struct io_cmd){ .op = IO_READ, .buf = c->buf, .len = c->len, .off = c->off,
                                      .fd = disk_fd_for(R.env.dev, c->buf, c->off, c->len),
-                                     .cb = read_done };
+                                     .mode = disk_bulk_flags(R.env.dev), .cb = read_done };
             c->st = CK_READING;
             io_queue(R.env.io, &c->io);
         }
