@@ -81,12 +81,12 @@ void loop_set_poll(unsigned max_us)
     poll_ns = 0;
 }
 
-int loop_wait_next(bool may_poll)
+int loop_wait_next(void)
 {
     uint64_t t0 = hist_now_ns(), waited;
     int n;
 
-    if (poll_ns && may_poll) {
+    if (poll_ns) {
         do {
             if ((n = loop_wait(0)) != 0)
                 return n; /* caught while polling: the window is right */
