@@ -12,15 +12,6 @@ new_disk "$T/p.img" 160M
 head -c 150M /dev/urandom | dd of="$T/p.img" conv=notrunc status=none
 new_disk "$T/s1.img" 160M
 
-wait_uptodate() {
-    for _ in $(seq 600); do
-        status_json p | "$PY" -c 'import json,sys; p = json.load(sys.stdin)["peers"][0]
-sys.exit(not (p["peer_disk"] == "UpToDate" and p["replication"] == "Established"))' && return 0
-        sleep 0.1
-    done
-    "$NBDM" status --control "$T/p.ctl"
-    fail "the secondary did not become UpToDate"
-}
 resident() { fincore -b -n -o RES "$1"; }
 
 # does this kernel (6.14 and later) take RWF_DONTCACHE on $T's filesystem?
@@ -38,7 +29,7 @@ then
     drop_cache "$T/s1.img"
     start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --force
     start_node s1 s1 "$T/s1.img" --role secondary --listen 10.77.1.2:7789
-    wait_uptodate
+    wait_synced p
     # the written data leave the cache when their writeback ends: give it time
     limit=$((16 << 20)) # of 160 MiB; without the flag both hold all of it
     for _ in $(seq 100); do
@@ -62,7 +53,7 @@ on_exit "rm -rf $SHM"
 new_disk "$SHM/s1.img" 160M
 start_node p p "$T/p.img" --role primary --nbd "unix:$SOCK" --peer 10.77.1.2:7789 --force
 start_node s1 s1 "$SHM/s1.img" --role secondary --listen 10.77.1.2:7789
-wait_uptodate
+wait_synced p
 qemu-io -f raw -c 'write -P 0x5a 1M 1M' "$URI" >/dev/null
 stop_node p
 stop_node s1
