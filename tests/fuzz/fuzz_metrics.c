@@ -58,7 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void)argc, (void)argv;
     nm_log_silence(!getenv("FUZZ_LOG"));
-    snprintf(sock_path, sizeof sock_path, "/tmp/nbdm-fuzz-metrics.%d.sock", (int)getpid());
+    fuzz_sock_path(sock_path, sizeof sock_path, "metrics");
     snprintf(spec, sizeof spec, "unix:%s", sock_path);
     if (loop_init() < 0 || metrics_start(spec, fill) < 0) {
         fprintf(stderr, "fuzz_metrics: cannot listen on %s\n", sock_path);

@@ -52,7 +52,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     bufpool_init(256u << 20);
     exp = (struct nbd_export){ .name = "", .size = disk.size, .disk = &disk, .io = io };
-    snprintf(sock_path, sizeof sock_path, "/tmp/nbdm-fuzz.%d.sock", (int)getpid());
+    fuzz_sock_path(sock_path, sizeof sock_path, "nbd");
     char spec[128];
     snprintf(spec, sizeof spec, "unix:%s", sock_path);
     int lfd = nbd_listen(spec);

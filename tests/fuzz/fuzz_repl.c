@@ -72,7 +72,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         exit(1);
     }
     bufpool_init(256u << 20);
-    snprintf(sock_path, sizeof sock_path, "/tmp/nbdm-fuzz-repl.%d.sock", (int)getpid());
+    fuzz_sock_path(sock_path, sizeof sock_path, "repl");
     char listen[128];
     snprintf(listen, sizeof listen, "unix:%s", sock_path);
     static const struct repl_hooks hooks = { 0 };

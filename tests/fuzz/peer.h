@@ -9,11 +9,29 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+static char fuzz_sock_removed[108];
+
+static void fuzz_sock_remove(void) { unlink(fuzz_sock_removed); }
+
+/* A Unix socket path for the target NAME in $TMPDIR (default /tmp), removed
+ * when the fuzzer exits: a test's files stay in its own directory, and
+ * repeated runs leave nothing behind. */
+static void fuzz_sock_path(char *path, size_t cap, const char *name)
+{
+    const char *dir = getenv("TMPDIR");
+
+    snprintf(path, cap, "%s/nbdm-fuzz-%s.%d.sock", dir && *dir ? dir : "/tmp", name,
+             (int)getpid());
+    snprintf(fuzz_sock_removed, sizeof fuzz_sock_removed, "%s", path);
+    atexit(fuzz_sock_remove);
+}
 
 /* turn(ms): one turn of the daemon's loop; busy(): work is in flight */
 static void fuzz_peer_run(const char *path, const uint8_t *data, size_t size,
