@@ -104,10 +104,10 @@ int loop_wait(int timeout_ms); /* dispatches handlers; returns events or -errno 
  * timer at each sleep (on a virtual machine, programming and cancelling
  * one is two exits to the hypervisor per sleep). */
 #define LOOP_TICK_MS 200
-/* Waits for the next event: first polls for it for up to an adaptive window
- * (at most the loop_set_poll maximum), then sleeps until it comes or the
- * next tick. Returns events handled or -errno. */
-int loop_wait_next(void);
+/* Waits for the next event: first, if may_poll, polls for it for up to an
+ * adaptive window (at most the loop_set_poll maximum), then sleeps until it
+ * comes or the next tick. Returns events handled or -errno. */
+int loop_wait_next(bool may_poll);
 /* Busy-poll window maximum in microseconds; 0 turns polling off. */
 void loop_set_poll(unsigned max_us);
 #define POLL_US_DEFAULT 50 /* also the resource file's default */
