@@ -22,13 +22,15 @@ static void fuzz_sock_remove(void) { unlink(fuzz_sock_removed); }
 
 /* A Unix socket path for the target NAME in $TMPDIR (default /tmp), removed
  * when the fuzzer exits: a test's files stay in its own directory, and
- * repeated runs leave nothing behind. */
+ * repeated runs leave nothing behind. CAP is at most sun_path's size. */
 static void fuzz_sock_path(char *path, size_t cap, const char *name)
 {
     const char *dir = getenv("TMPDIR");
 
-    snprintf(path, cap, "%s/nbdm-fuzz-%s.%d.sock", dir && *dir ? dir : "/tmp", name,
-             (int)getpid());
+    int n = snprintf(path, cap, "%s/nbdm-fuzz-%s.%d.sock", dir && *dir ? dir : "/tmp", name,
+                     (int)getpid());
+    if (n < 0 || (size_t)n >= cap) /* too long for a socket address */
+        snprintf(path, cap, "/tmp/nbdm-fuzz-%s.%d.sock", name, (int)getpid());
     snprintf(fuzz_sock_removed, sizeof fuzz_sock_removed, "%s", path);
     atexit(fuzz_sock_remove);
 }
