@@ -112,6 +112,7 @@ int loop_wait_next(bool may_poll);
 void loop_set_poll(unsigned max_us);
 #define POLL_US_DEFAULT 50 /* also the resource file's default */
 #define POLL_US_MAX 10000
+#define DISK_DEPTH_MAX 4096 /* --disk-depth */
 #define NM_STR_(x) #x
 #define NM_STR(x) NM_STR_(x)
 /* Frees p once the handlers of the current epoll batch have run: an event

@@ -32,7 +32,7 @@ enum res_key {
     RK_TLS_CERTIFICATES, RK_TLS_PSK, RK_TLS_VERIFY_PEER, RK_EXPORT_NAME,
     /* per node (a value in [resource] is every node's default) */
     RK_ADDRESS, RK_NBD, RK_DISK, RK_META, RK_CONTROL, RK_METRICS, RK_LOG, RK_ENGINE,
-    RK_DIRECT, RK_POLL_US,
+    RK_DIRECT, RK_POLL_US, RK_DISK_DEPTH,
     RK_COUNT
 };
 

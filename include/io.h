@@ -101,6 +101,9 @@ void io_run(struct io_engine *e);
 unsigned io_inflight(const struct io_engine *e);
 /* True when io_run has commands to submit or completions to deliver. */
 bool io_pending(const struct io_engine *e);
+/* At most depth reads, writes and flushes at the disk at once (0, the
+ * default: as many as the ring takes); the rest wait here, in order. */
+void io_set_depth(struct io_engine *e, unsigned depth);
 /* Small writes to fd run synchronously in the loop thread. For buffered files on
  * filesystems without non-blocking buffered writes (ext4), io_uring would
  * hand every write to a kernel worker thread: a context switch per write

@@ -124,6 +124,8 @@ static int serve_argv(const struct resource *r, const struct res_section *n, cha
     if (res_get_bool(r, n, RK_DIRECT))
         ARG("--direct");
     OPT("--poll-us", RK_POLL_US);
+    if (strcmp(res_get(r, n, RK_DISK_DEPTH), "0"))
+        OPT("--disk-depth", RK_DISK_DEPTH);
 #undef OPT
 #undef ARG
     av[ac] = NULL;

@@ -80,6 +80,8 @@ static const char usage[] =
     "  --poll-us N            poll up to N microseconds for the next event before\n"
     "                         sleeping, adapted to how soon events come (default 50;\n"
     "                         0: never poll)\n"
+    "  --disk-depth N         at most N requests at the disk at once, the rest wait\n"
+    "                         in order (default 0: no limit)\n"
     "  --control PATH         control socket for 'nbdmirror status'\n"
     "                         (default " NM_DEFAULT_CONTROL ")\n"
     "  --metrics HOST:PORT    serve Prometheus metrics over HTTP at /metrics\n"
@@ -90,7 +92,7 @@ static struct {
     char *peers[REPL_MAX_PEERS];
     int npeers;
     char protocol;
-    unsigned timeout_ms, al_extents, poll_us;
+    unsigned timeout_ms, al_extents, poll_us, disk_depth;
     uint64_t resync_rate;
     int meta_fd;
     uint8_t after_sb_0pri;
@@ -395,6 +397,7 @@ static int parse_args(int argc, char **argv)
         { "peer-certificates", required_argument, 0, 1006 },
         { "metrics", required_argument, 0, 1007 },
         { "poll-us", required_argument, 0, 1008 },
+        { "disk-depth", required_argument, 0, 1009 },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -467,6 +470,13 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
             S.poll_us = v;
+            break;
+        case 1009:
+            if (parse_size(optarg, &v) < 0 || v > DISK_DEPTH_MAX) {
+                fprintf(stderr, "nbdmirror serve: --disk-depth takes 0 to %u\n", DISK_DEPTH_MAX);
+                return -1;
+            }
+            S.disk_depth = v;
             break;
         case 'B':
             if (sb_policy(optarg) >= 0)
@@ -630,6 +640,7 @@ int cmd_serve(int argc, char **argv)
                 strerror(-r));
         return 1;
     }
+    io_set_depth(S.io, S.disk_depth);
     if (!S.disk.is_blockdev && !strcmp(io_engine_name(S.io), "io_uring"))
         io_set_inline_writes(S.io, S.disk.fd_buffered);
     bufpool_init(512u << 20);

@@ -90,6 +90,12 @@ static const char *ck_poll(const char *v)
     return parse_size(v, &n) < 0 || n > POLL_US_MAX ? "is not 0 to 10000" : NULL;
 }
 
+static const char *ck_depth(const char *v)
+{
+    uint64_t n;
+    return parse_size(v, &n) < 0 || n > DISK_DEPTH_MAX ? "is not 0 to 4096" : NULL;
+}
+
 static const char *ck_path(const char *v)
 {
     return v[0] != '/' ? "is not an absolute path" : NULL;
@@ -156,6 +162,7 @@ static const struct key_def keys[RK_COUNT] = {
     [RK_ENGINE]            = { "engine", SC_BOTH, ck_engine, "auto", false },
     [RK_DIRECT]            = { "direct", SC_BOTH, ck_bool, "no", false },
     [RK_POLL_US]           = { "poll-us", SC_BOTH, ck_poll, NM_STR(POLL_US_DEFAULT), false },
+    [RK_DISK_DEPTH]        = { "disk-depth", SC_BOTH, ck_depth, "0", false },
 };
 
 const char *res_key_name(enum res_key k) { return keys[k].name; }

@@ -95,7 +95,7 @@ static void a_submit(struct io_engine *e)
          * run inside io_queue), go on with the rest */
         struct io_cmd *c = a->pending[off]->data;
         off++;
-        io_complete_later(e, c, r);
+        io_disk_done_later(e, c, r);
     }
     for (unsigned i = off; i < a->npending; i++)
         a->pending[i - off] = a->pending[i];
@@ -118,7 +118,7 @@ static int a_reap(struct io_engine *e)
     while (a->running && (n = io_getevents(a->ctx, 0, 128, evs, &zero)) > 0) {
         a->running -= n;
         for (int i = 0; i < n; i++)
-            io_complete(e, evs[i].data, (int)(long)evs[i].res);
+            io_disk_done(e, evs[i].data, (int)(long)evs[i].res);
         total += n;
     }
     return total;

@@ -31,7 +31,9 @@ struct io_engine {
     int pollfd;                 /* readable when completions wait */
     struct handler h_backend, h_offload;
     unsigned inflight;          /* queued or running, all paths */
-    struct io_cmd *backlog, *backlog_tail; /* waiting for a ring slot */
+    struct io_cmd *backlog, *backlog_tail; /* waiting for a ring slot or --disk-depth */
+    unsigned depth;             /* most native commands at the disk at once; 0: no limit */
+    unsigned at_disk;           /* native commands prepared and not yet reaped */
     bool queued;                /* io_queue ran since the last io_run */
     unsigned unsubmitted;       /* prepared by io_queue since the last submit */
     int inline_fd;              /* writes to it run synchronously */
@@ -48,6 +50,10 @@ struct io_engine {
 };
 
 void io_complete(struct io_engine *e, struct io_cmd *c, int res);
+/* What a backend calls for each command it prepared: the result the disk
+ * gave (reap), or one it learned where no callback may run (_later). */
+void io_disk_done(struct io_engine *e, struct io_cmd *c, int res);
+void io_disk_done_later(struct io_engine *e, struct io_cmd *c, int res);
 /* Completes c with res from the next io_run (c->priv is reused): for a
  * backend that learns a result where no callback may run. */
 void io_complete_later(struct io_engine *e, struct io_cmd *c, int res);

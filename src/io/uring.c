@@ -107,7 +107,7 @@ static int u_reap(struct io_engine *e)
         /* free the CQ slots before callbacks queue more work */
         io_uring_cq_advance(&u->ring, n);
         for (unsigned i = 0; i < n; i++)
-            io_complete(e, done[i], res[i]);
+            io_disk_done(e, done[i], res[i]);
         total += n;
     }
     return total;

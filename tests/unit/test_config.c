@@ -107,6 +107,7 @@ static void test_errors(void)
             "r0.res:2: resync-csums: 'maybe' is not yes or no");
     refused("[resource]\nal-extents = 10\n" TWO_NODES, "r0.res:2: al-extents: '10' is not 64 to 4088");
     refused("[resource]\npoll-us = 10001\n" TWO_NODES, "r0.res:2: poll-us: '10001' is not 0 to 10000");
+    refused("[resource]\ndisk-depth = 4097\n" TWO_NODES, "r0.res:2: disk-depth: '4097' is not 0 to 4096");
     refused("[resource]\nafter-sb-0pri = pray\n" TWO_NODES,
             "r0.res:2: after-sb-0pri: 'pray' is not disconnect, discard-zero-changes or "
             "discard-younger-primary");
