@@ -104,6 +104,13 @@ bool io_pending(const struct io_engine *e);
 /* At most depth reads, writes and flushes at the disk at once (0, the
  * default: as many as the ring takes); the rest wait here, in order. */
 void io_set_depth(struct io_engine *e, unsigned depth);
+/* For status: the limit, what is at the disk and waiting now, and how many
+ * commands have waited (for the limit or for a full ring) since the start. */
+struct io_queue_counts {
+    unsigned depth, at_disk, waiting;
+    uint64_t waited;
+};
+void io_queue_counts(const struct io_engine *e, struct io_queue_counts *q);
 /* Small writes to fd run synchronously in the loop thread. For buffered files on
  * filesystems without non-blocking buffered writes (ext4), io_uring would
  * hand every write to a kernel worker thread: a context switch per write

@@ -59,6 +59,7 @@ struct node_status {
     uint64_t uptime_s, clients, connections_total;
     uint64_t reads, writes, flushes, trims, zero_writes, block_status, errors;
     uint64_t read_bytes, write_bytes;
+    uint64_t disk_depth, disk_inflight, disk_waiting, disk_waited; /* io_queue_counts */
     int npeers;
     struct status_peer peers[REPL_MAX_PEERS];
 };

@@ -190,6 +190,12 @@ static void fill_status(struct node_status *st)
     st->errors = ns->errors;
     st->read_bytes = ns->read_bytes;
     st->write_bytes = ns->write_bytes;
+    struct io_queue_counts q;
+    io_queue_counts(S.io, &q);
+    st->disk_depth = q.depth;
+    st->disk_inflight = q.at_disk;
+    st->disk_waiting = q.waiting;
+    st->disk_waited = q.waited;
     st->npeers = repl_peers_status(ps, REPL_MAX_PEERS);
     for (int i = 0; i < st->npeers; i++)
         status_peer_from(&st->peers[i], &ps[i]);

@@ -153,6 +153,14 @@ static const struct num node_nums[] = {
          "Bytes written by NBD clients (write requests)."),
     NODE("nbdmirror_request_errors_total", "counter", errors,
          "NBD requests answered with an error."),
+    NODE("nbdmirror_disk_depth_limit", "gauge", disk_depth,
+         "Most requests at the disk at once (--disk-depth; 0: no limit)."),
+    NODE("nbdmirror_disk_inflight_requests", "gauge", disk_inflight,
+         "Reads, writes, flushes and trims at the disk now."),
+    NODE("nbdmirror_disk_waiting_requests", "gauge", disk_waiting,
+         "Requests held back from the disk now (--disk-depth or a full ring)."),
+    NODE("nbdmirror_disk_waited_requests_total", "counter", disk_waited,
+         "Requests that were held back from the disk."),
 };
 
 static void node_metrics(const struct ctx *x, const struct node_status *st)

@@ -36,7 +36,9 @@ static const struct field node_fields[] = {
     N(F_U64, writes, "writes"), N(F_U64, flushes, "flushes"), N(F_U64, trims, "trims"),
     N(F_U64, zero_writes, "zero_writes"), N(F_U64, block_status, "block_status"),
     N(F_U64, errors, "errors"), N(F_U64, read_bytes, "read_bytes"),
-    N(F_U64, write_bytes, "write_bytes"),
+    N(F_U64, write_bytes, "write_bytes"), N(F_U64, disk_depth, "disk_depth"),
+    N(F_U64, disk_inflight, "disk_inflight"), N(F_U64, disk_waiting, "disk_waiting"),
+    N(F_U64, disk_waited, "disk_waited"),
 };
 /* the first one, address, is the "peer=" line that starts a peer */
 static const struct field peer_fields[] = {
@@ -484,6 +486,13 @@ void status_print_text(FILE *f, const struct node_status *st)
             (unsigned long long)st->write_bytes, (unsigned long long)st->flushes,
             (unsigned long long)st->trims, (unsigned long long)st->zero_writes,
             (unsigned long long)st->block_status, (unsigned long long)st->errors);
+    fprintf(f, "disk queue: %llu at the disk, %llu waiting, %llu waited since start",
+            (unsigned long long)st->disk_inflight, (unsigned long long)st->disk_waiting,
+            (unsigned long long)st->disk_waited);
+    if (st->disk_depth)
+        fprintf(f, " (--disk-depth %llu)\n", (unsigned long long)st->disk_depth);
+    else
+        fputs(" (no --disk-depth)\n", f);
     if (st->npeers == 0) {
         fputs("peers: none\n", f);
         return;

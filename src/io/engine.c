@@ -245,6 +245,14 @@ bool io_pending(const struct io_engine *e)
 
 void io_set_depth(struct io_engine *e, unsigned depth) { e->depth = depth; }
 
+void io_queue_counts(const struct io_engine *e, struct io_queue_counts *q)
+{
+    q->depth = e->depth;
+    q->at_disk = e->at_disk;
+    q->waiting = e->waiting;
+    q->waited = e->waited;
+}
+
 void io_complete_later(struct io_engine *e, struct io_cmd *c, int res)
 {
     memcpy(c->priv, &res, sizeof res);
@@ -284,6 +292,8 @@ void io_queue(struct io_engine *e, struct io_cmd *c)
         else
             e->backlog = c;
         e->backlog_tail = c;
+        e->waiting++;
+        e->waited++;
     } else if (++e->unsubmitted >= SUBMIT_BATCH) {
         e->be->submit(e);
         e->unsubmitted = 0;
@@ -310,6 +320,7 @@ void io_run(struct io_engine *e)
             if (prep(e, c) == -EAGAIN)
                 break;
             e->backlog = c->next;
+            e->waiting--;
         }
         e->be->submit(e);
         e->unsubmitted = 0;

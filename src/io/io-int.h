@@ -34,6 +34,8 @@ struct io_engine {
     struct io_cmd *backlog, *backlog_tail; /* waiting for a ring slot or --disk-depth */
     unsigned depth;             /* most native commands at the disk at once; 0: no limit */
     unsigned at_disk;           /* native commands prepared and not yet reaped */
+    unsigned waiting;           /* in the backlog */
+    uint64_t waited;            /* commands that went through the backlog */
     bool queued;                /* io_queue ran since the last io_run */
     unsigned unsubmitted;       /* prepared by io_queue since the last submit */
     int inline_fd;              /* writes to it run synchronously */

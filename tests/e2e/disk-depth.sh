@@ -7,6 +7,8 @@
 # - Nothing is lost or reordered: fio verifies every block (with flushes
 #   mixed in) at depth 1 and 3; a primary and a secondary both at depth 1
 #   replicate writes and trims under protocol C, and the images are equal.
+# - status (JSON and text) shows the limit, and that requests waited for it
+#   (none without it).
 # - Bad values are refused with a clear error.
 . "$(dirname "$0")/lib.bash"
 
@@ -54,6 +56,34 @@ writes() {
     fio_pid=$!
     [ -n "$fd" ] && max=$(sample_depth "$SERVER_PID" "$fd" "$fio_pid")
     wait "$fio_pid" || { cat "$T/fio.out"; fail "fio verify with --disk-depth $depth"; }
+    # status shows the limit and how many requests it held back; with fio
+    # done the queue empties (asked until it has, 5 s at most)
+    "$PY" - "$NBDM" "$CTL" "$depth" <<'PY' || fail "status after fio with --disk-depth $depth"
+import json, subprocess, sys, time
+nbdm, ctl, depth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for _ in range(50):
+    s = json.loads(subprocess.run([nbdm, "status", "--control", ctl, "--json"],
+                                  check=True, capture_output=True, text=True).stdout)
+    if s["disk_inflight"] == 0 and s["disk_waiting"] == 0:
+        break
+    time.sleep(0.1)
+print("status: disk_depth %(disk_depth)d, disk_inflight %(disk_inflight)d, "
+      "disk_waiting %(disk_waiting)d, disk_waited %(disk_waited)d" % s)
+assert s["disk_depth"] == depth, s
+assert s["disk_inflight"] == 0 and s["disk_waiting"] == 0, s
+if depth:
+    assert s["disk_waited"] > 0, "a QD32 client never waited for --disk-depth %d" % depth
+else:
+    assert s["disk_waited"] == 0, "requests waited with no limit, at QD32"
+PY
+    "$NBDM" status --control "$CTL" >"$T/status.txt"
+    if [ "$depth" = 0 ]; then
+        grep -q "^disk queue: 0 at the disk, 0 waiting, 0 waited since start (no --disk-depth)$" \
+            "$T/status.txt" || { cat "$T/status.txt"; fail "status text: disk queue line"; }
+    else
+        grep -q "^disk queue: 0 at the disk, 0 waiting, [1-9][0-9]* waited since start (--disk-depth $depth)$" \
+            "$T/status.txt" || { cat "$T/status.txt"; fail "status text: disk queue line"; }
+    fi
     stop_server
     DEEPEST=$max
 }

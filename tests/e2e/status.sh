@@ -36,7 +36,8 @@ node = {"role": str, "disk": str, "generation": str, "device": str, "export": st
         "read_only": bool, "engine": str, "direct": bool, "uptime_s": int,
         "clients": int, "connections_total": int, "reads": int, "writes": int,
         "flushes": int, "trims": int, "zero_writes": int, "block_status": int,
-        "errors": int, "read_bytes": int, "write_bytes": int, "peers": list}
+        "errors": int, "read_bytes": int, "write_bytes": int, "disk_depth": int,
+        "disk_inflight": int, "disk_waiting": int, "disk_waited": int, "peers": list}
 peer = {"address": str, "connection": str, "replication": str, "peer_disk": str,
         "protocol": str, "sent_bytes": int, "acked_bytes": int, "received_bytes": int,
         "sent_requests": int, "acked_requests": int, "inflight": int,
@@ -85,6 +86,8 @@ grep -qF "device: $PDISK   export: \"$NAME\"   size: " "$T/p.txt" || fail "text:
 grep -q '^engine: .*   uptime: [0-9]*s$' "$T/p.txt" || fail "text: engine line"
 grep -q '^clients: [0-9]* now, [0-9]* since start$' "$T/p.txt" || fail "text: clients line"
 grep -q '^requests: [0-9]* reads' "$T/p.txt" || fail "text: requests line"
+grep -q '^disk queue: [0-9]* at the disk, [0-9]* waiting, [0-9]* waited since start (no --disk-depth)$' \
+    "$T/p.txt" || fail "text: disk queue line"
 grep -q '^peer  *connection  *replication  *peer disk  *p  *sent MiB  *acked MiB  *in flight$' \
     "$T/p.txt" || fail "text: peer table header"
 grep -q '^10\.77\.1\.2:7789  *Connected  *Established UpToDate  *C ' "$T/p.txt" || fail "text: peer line"

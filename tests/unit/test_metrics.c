@@ -52,6 +52,7 @@ static void sample(struct node_status *st)
     st->size = 1 << 30;
     st->writes = 12, st->reads = 34, st->flushes = 5, st->zero_writes = 6;
     st->write_bytes = 12 * 4096, st->read_bytes = 34 * 4096, st->errors = 1;
+    st->disk_depth = 24, st->disk_inflight = 20, st->disk_waiting = 3, st->disk_waited = 77;
     st->npeers = REPL_MAX_PEERS;
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct status_peer *p = &st->peers[i];
@@ -135,9 +136,14 @@ static void test_render(void)
     struct metrics_hists h = { &r, &w, NULL };
 
     t = render(&st, &h, NULL);
-    CHECK(check_families(t) == 37);
+    CHECK(check_families(t) == 41);
     CHECK(strstr(t, "# TYPE nbdmirror_requests_total counter\n"));
     CHECK(strstr(t, "\nnbdmirror_requests_total{op=\"write\"} 12\n"));
+    CHECK(strstr(t, "\nnbdmirror_disk_depth_limit 24\n"));
+    CHECK(strstr(t, "\nnbdmirror_disk_inflight_requests 20\n"));
+    CHECK(strstr(t, "# TYPE nbdmirror_disk_waited_requests_total counter\n"));
+    CHECK(strstr(t, "\nnbdmirror_disk_waiting_requests 3\n"));
+    CHECK(strstr(t, "\nnbdmirror_disk_waited_requests_total 77\n"));
     CHECK(strstr(t, "\nnbdmirror_requests_total{op=\"block_status\"} 0\n"));
     CHECK(strstr(t, "\nnbdmirror_written_bytes_total 49152\n"));
     CHECK(strstr(t, "\nnbdmirror_role{role=\"primary\"} 1\nnbdmirror_role{role=\"secondary\"} 0\n"));
@@ -185,7 +191,7 @@ static void test_render(void)
 
     /* the resource label comes first on every series */
     t = render(&st, &h, "r0");
-    CHECK(check_families(t) == 37);
+    CHECK(check_families(t) == 41);
     CHECK(strstr(t, "\nnbdmirror_read_only{resource=\"r0\"} 0\n"));
     CHECK(strstr(t, "\nnbdmirror_requests_total{resource=\"r0\",op=\"read\"} 34\n"));
     CHECK(strstr(t, "\nnbdmirror_peer_lag_seconds{resource=\"r0\",peer=\"10.77.1.2:7789\"} 1.5\n"));
@@ -195,7 +201,7 @@ static void test_render(void)
     /* no peers, no histograms: no peer families, empty histograms */
     st.npeers = 0;
     t = render(&st, NULL, "");
-    CHECK(check_families(t) == 13);
+    CHECK(check_families(t) == 17);
     CHECK(!strstr(t, "nbdmirror_peer_"));
     CHECK(!strstr(t, "resource="));
     CHECK(strstr(t, "\nnbdmirror_request_duration_seconds_count{op=\"read\"} 0\n"));

@@ -32,6 +32,7 @@ static void sample(struct node_status *st)
     st->connections_total = 99;
     st->reads = 1, st->writes = 2, st->flushes = 3, st->trims = 4, st->zero_writes = 5;
     st->block_status = 6, st->errors = 7, st->read_bytes = 8, st->write_bytes = 1ULL << 40;
+    st->disk_depth = 24, st->disk_inflight = 23, st->disk_waiting = 8, st->disk_waited = 1ULL << 33;
     st->npeers = REPL_MAX_PEERS;
     for (int i = 0; i < REPL_MAX_PEERS; i++) {
         struct status_peer *p = &st->peers[i];
@@ -91,7 +92,7 @@ static void test_round_trip(void)
     int lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += buf[i] == '\n';
-    CHECK(lines == 1 + 21 + REPL_MAX_PEERS * 28 + 1);
+    CHECK(lines == 1 + 25 + REPL_MAX_PEERS * 28 + 1);
     CHECK(strstr(buf, "device=/dev/a\\nrole=evil\\n\"q\" \\\\b\\\\n=c\\r\\t\\x01\\x7f\xff\xc3\xa9 end\n"));
     CHECK(strstr(buf, "resync_percent=null\nresync_eta_s=null\n"));
     CHECK(strstr(buf, "resync_percent=3\nresync_eta_s=42\n"));
@@ -206,7 +207,8 @@ static void test_renderings(void)
     CHECK(!strncmp(j, "{\"role\":\"primary\",\"disk\":\"UpToDate\",", 36));
     CHECK(strstr(j, "\"size\":18446744073709551615,\"read_only\":true,\"engine\":\"io_uring\","
                     "\"direct\":false,\"uptime_s\":12,"));
-    CHECK(strstr(j, "\"write_bytes\":1099511627776,\"peers\":[{\"address\":\"10.77.1.2:7789\","
+    CHECK(strstr(j, "\"write_bytes\":1099511627776,\"disk_depth\":24,\"disk_inflight\":23,"
+                    "\"disk_waiting\":8,\"disk_waited\":8589934592,\"peers\":[{\"address\":\"10.77.1.2:7789\","
                     "\"connection\":\"Connecting\",\"replication\":\"Established\","
                     "\"peer_disk\":\"Inconsistent\",\"protocol\":\"A\",\"sent_bytes\":1000,"));
     CHECK(strstr(j, "\"resync_percent\":null,\"resync_eta_s\":null,\"resync_bytes_per_s\":5242880,"
@@ -225,6 +227,8 @@ static void test_renderings(void)
     CHECK(lines_starting(t, "role:") == 1);
     CHECK(strstr(t, "device: /dev/a\\nrole=evil\\n\"q\" \\b\\n=c\\r\\t\\x01\\x7f"));
     CHECK(strstr(t, "    sync: 3%, 0.0 MiB done, 5.0 MiB/s, eta 42s\n"));
+    CHECK(strstr(t, "\ndisk queue: 23 at the disk, 8 waiting, 8589934592 waited since start "
+                    "(--disk-depth 24)\n"));
     CHECK(strstr(t, "    last error: its disk failed a write:\\n\"Input/output error\"=5\n"));
     CHECK(strstr(t, "\n10.77.1.2:7789         Connecting Established Inconsistent A        0.0        0.0        0\n"));
     free(t);
@@ -232,6 +236,11 @@ static void test_renderings(void)
     st.npeers = 0;
     t = render(status_print_text, &st);
     CHECK(strstr(t, "\npeers: none\n"));
+    CHECK(strstr(t, "waited since start (--disk-depth 24)\n"));
+    st.disk_depth = 0;
+    free(t);
+    t = render(status_print_text, &st);
+    CHECK(strstr(t, "waited since start (no --disk-depth)\n"));
     free(t);
 }
 
