@@ -101,8 +101,10 @@ void io_run(struct io_engine *e);
 unsigned io_inflight(const struct io_engine *e);
 /* True when io_run has commands to submit or completions to deliver. */
 bool io_pending(const struct io_engine *e);
-/* At most depth reads, writes and flushes at the disk at once (0, the
- * default: as many as the ring takes); the rest wait here, in order. */
+/* At most depth commands of the backend (reads, writes, flushes; trims on
+ * io_uring) at the disk at once (0, the default: as many as its queue
+ * takes); the rest wait here, in order. The offload thread's are not
+ * counted. */
 void io_set_depth(struct io_engine *e, unsigned depth);
 /* For status: the limit, what is at the disk and waiting now, and how many
  * commands have waited (for the limit or for a full ring) since the start. */
