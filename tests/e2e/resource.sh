@@ -69,7 +69,10 @@ write_res() { # write_res [PROTOCOL [EXTRA [resource] LINE]]
             case $n in alpha) a=10.77.1.1 ;; beta) a=10.77.1.2 ;; esac
             printf '[node %s]\naddress = %s:7789\nnbd = unix:%s/%s.sock\ndisk = %s/%s.img\n' \
                 "$n" "$a" "$T" "$n" "$T" "$n"
-            printf 'control = %s/%s.ctl\nlog = %s/%s.log\n\n' "$T" "$n" "$T" "$n"
+            printf 'control = %s/%s.ctl\nlog = %s/%s.log\n' "$T" "$n" "$T" "$n"
+            # a per-node option reaches that node's daemon only
+            [ $n = beta ] && printf 'disk-depth = 16\n'
+            printf '\n'
         done
     } >"$T/r0.res"
 }
@@ -101,6 +104,8 @@ out=$(nbdm beta up 2>&1) && fail "a second up succeeded"
 grep -q "already up" <<<"$out" || fail "second up: $out"
 # two new (Inconsistent) disks connect only once one of them is promoted
 [ "$(jfield beta 's["role"]')" = secondary ] || fail "up did not start a secondary"
+[ "$(jfield beta 's["disk_depth"]')" = 16 ] || fail "beta did not get disk-depth = 16"
+[ "$(jfield alpha 's["disk_depth"]')" = 0 ] || fail "alpha got beta's disk-depth"
 
 log "status r0 and status of every resource"
 out=$(nbdm alpha status) || fail "status r0"
