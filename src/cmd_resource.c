@@ -36,8 +36,8 @@ static const struct res_cmd cmds[] = {
     { "adjust", "",
       "Apply the resource file's changes to the running node: those a node takes\n"
       "while it runs (timeout, resync-rate, resync-csums, resync-control,\n"
-      "after-sb-0pri) are applied; any other change is refused with what it needs\n"
-      "(down and up). Exit status 1 if anything was refused.\n" },
+      "after-sb-0pri, disk-depth) are applied; any other change is refused with\n"
+      "what it needs (down and up). Exit status 1 if anything was refused.\n" },
     { "dump", "",
       "Print the parsed resource as JSON: every option with its effective value,\n"
       "every node, and which one this node is. Checks the file (exit status 1 with\n"

@@ -228,11 +228,16 @@ static int set_option(const char *key, const char *val, char *msg, size_t len)
     bool yes = !strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "on");
     bool no = !strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "off");
 
-    if (!S.role) {
+    if (!strcmp(key, "disk-depth")) {
+        /* the engine's own; commands already at the disk stay there */
+        if (parse_size(val, &v) < 0 || v > DISK_DEPTH_MAX)
+            goto bad;
+        S.disk_depth = v;
+        io_set_depth(S.io, S.disk_depth);
+    } else if (!S.role) {
         snprintf(msg, len, "not replicating: nothing to adjust");
         return -1;
-    }
-    if (!strcmp(key, "timeout")) {
+    } else if (!strcmp(key, "timeout")) {
         if (parse_size(val, &v) < 0 || v < 1 || v > 3600)
             goto bad;
         S.timeout_ms = v * 1000;
@@ -253,8 +258,10 @@ static int set_option(const char *key, const char *val, char *msg, size_t len)
         snprintf(msg, len, "'%s' cannot change while the node runs", key);
         return -1;
     }
-    struct repl_config c = repl_cfg();
-    repl_adjust(&c);
+    if (S.role) {
+        struct repl_config c = repl_cfg();
+        repl_adjust(&c);
+    }
     log_info("adjust: %s = %s", key, val);
     /* the settings adjust compares: this key's line takes the new value */
     if (S.settings) {

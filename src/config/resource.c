@@ -162,7 +162,7 @@ static const struct key_def keys[RK_COUNT] = {
     [RK_ENGINE]            = { "engine", SC_BOTH, ck_engine, "auto", false },
     [RK_DIRECT]            = { "direct", SC_BOTH, ck_bool, "no", false },
     [RK_POLL_US]           = { "poll-us", SC_BOTH, ck_poll, NM_STR(POLL_US_DEFAULT), false },
-    [RK_DISK_DEPTH]        = { "disk-depth", SC_BOTH, ck_depth, "0", false },
+    [RK_DISK_DEPTH]        = { "disk-depth", SC_BOTH, ck_depth, "0", true },
 };
 
 const char *res_key_name(enum res_key k) { return keys[k].name; }

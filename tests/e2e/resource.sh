@@ -71,7 +71,7 @@ write_res() { # write_res [PROTOCOL [EXTRA [resource] LINE]]
                 "$n" "$a" "$T" "$n" "$T" "$n"
             printf 'control = %s/%s.ctl\nlog = %s/%s.log\n' "$T" "$n" "$T" "$n"
             # a per-node option reaches that node's daemon only
-            [ $n = beta ] && printf 'disk-depth = 16\n'
+            [ $n = beta ] && printf 'disk-depth = %s\n' "${BETA_DEPTH:-16}"
             printf '\n'
         done
     } >"$T/r0.res"
@@ -153,6 +153,19 @@ write_res # back to protocol C, no cap
 out=$(nbdm alpha adjust) || fail "adjust back: $out"
 grep -q "resync-rate '2M' -> '0'" <<<"$out" || fail "adjust back: $out"
 wait_synced alpha 1 120
+
+log "adjust: beta's disk-depth changes while it runs (and the resync it serves goes on)"
+BETA_DEPTH=4 write_res
+out=$(nbdm beta adjust) || fail "adjust disk-depth: $out"
+grep -q "disk-depth '16' -> '4'" <<<"$out" || fail "adjust did not apply disk-depth: $out"
+[ "$(jfield beta 's["disk_depth"]')" = 4 ] || fail "beta's disk_depth is not 4 after adjust"
+out=$(nbdm beta adjust) || fail "adjust again: $out"
+grep -q "nothing changed" <<<"$out" || fail "adjust applied disk-depth twice: $out"
+nbdm beta invalidate || fail "invalidate r0 on beta (depth 4)"
+wait_synced alpha 1 120
+write_res
+out=$(nbdm beta adjust) || fail "adjust disk-depth back: $out"
+[ "$(jfield beta 's["disk_depth"]')" = 16 ] || fail "beta's disk_depth is not 16 again"
 
 log "the disks are equal; down stops both, twice is fine"
 size=$(jfield alpha 's["size"]')
