@@ -236,12 +236,7 @@ void io_complete(struct io_engine *e, struct io_cmd *c, int res)
 
 void io_set_inline_writes(struct io_engine *e, int fd) { e->inline_fd = fd; }
 
-/* With --disk-depth, a turn's last round can reap commands and leave the
- * backlog with room it has not used yet: that is work for the next turn. */
-bool io_pending(const struct io_engine *e)
-{
-    return e->queued || e->inline_done || (e->backlog && disk_has_room(e));
-}
+bool io_pending(const struct io_engine *e) { return e->queued || e->inline_done; }
 
 void io_set_depth(struct io_engine *e, unsigned depth) { e->depth = depth; }
 
@@ -300,6 +295,21 @@ void io_queue(struct io_engine *e, struct io_cmd *c)
     }
 }
 
+/* Backlogged commands to the backend, in order, while the ring and the
+ * --disk-depth limit take them; then to the kernel. */
+static void submit_backlog(struct io_engine *e)
+{
+    while (e->backlog && disk_has_room(e)) {
+        struct io_cmd *c = e->backlog;
+        if (prep(e, c) == -EAGAIN)
+            break;
+        e->backlog = c->next;
+        e->waiting--;
+    }
+    e->be->submit(e);
+    e->unsubmitted = 0;
+}
+
 void io_run(struct io_engine *e)
 {
     /* Completions may queue follow-up commands (FUA flush, zero fill), so go
@@ -315,18 +325,14 @@ void io_run(struct io_engine *e)
             memcpy(&res, done->priv, sizeof res);
             io_complete(e, done, res);
         }
-        while (e->backlog && disk_has_room(e)) {
-            struct io_cmd *c = e->backlog;
-            if (prep(e, c) == -EAGAIN)
-                break;
-            e->backlog = c->next;
-            e->waiting--;
-        }
-        e->be->submit(e);
-        e->unsubmitted = 0;
+        submit_backlog(e);
         if (e->be->reap(e) == 0 && !e->inline_done)
             break;
     }
+    /* The last round's completions may have made room under --disk-depth:
+     * fill it now. Whatever still waits then waits for a completion, which
+     * wakes the loop. */
+    submit_backlog(e);
 }
 
 static void on_backend(struct handler *h, uint32_t ev)
