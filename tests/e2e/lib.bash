@@ -49,6 +49,19 @@ engine_cmd() {
     esac
 }
 
+# refuses_values OPTION MESSAGE VALUE...: serve with OPTION VALUE must exit
+# with an error whose text holds MESSAGE, for every VALUE
+refuses_values() {
+    local opt=$1 msg=$2 bad
+    shift 2
+    for bad in "$@"; do
+        if $(engine_cmd) "$T/disk" --nbd "unix:$SOCK" --control "$CTL" "$opt" "$bad" 2>"$T/err"; then
+            fail "$opt $bad accepted"
+        fi
+        grep -q -- "$msg" "$T/err" || { cat "$T/err"; fail "no clear error for $opt $bad"; }
+    done
+}
+
 # new_disk PATH SIZE [create-md options]: a sparse file with fresh internal
 # metadata; DATA_SIZE is then its exported size
 new_disk() {
