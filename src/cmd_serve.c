@@ -78,7 +78,7 @@ static const char usage[] =
     "  --engine uring|aio     force an io engine (default: io_uring, else libaio)\n"
     "  --direct               O_DIRECT on a file (always on for block devices)\n"
     "  --poll-us N            poll up to N microseconds for the next event before\n"
-    "                         sleeping, adapted to how soon events come (default 50;\n"
+    "                         sleeping, adapted to how soon events come (default 100;\n"
     "                         0: never poll)\n"
     "  --disk-depth N         at most N requests at the disk at once, the rest wait\n"
     "                         in order (default 0: no limit)\n"
