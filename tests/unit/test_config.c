@@ -72,7 +72,7 @@ static void test_good(void)
     CHECK(!strcmp(res_get(&r, a, RK_EXPORT_NAME), "my disk # 1"));
     CHECK(!strcmp(res_get(&r, a, RK_TIMEOUT), "5"));
     CHECK(!strcmp(res_get(&r, a, RK_POLL_US), "0"));
-    CHECK(!strcmp(res_get(&r, b, RK_POLL_US), "50")); /* serve's default */
+    CHECK(!strcmp(res_get(&r, b, RK_POLL_US), "100")); /* serve's default */
     CHECK(!strcmp(res_get(&r, b, RK_CONTROL), "/run/nbdmirror/r0.ctl"));
     CHECK(res_get_bool(&r, a, RK_RESYNC_CONTROL) && !res_get_bool(&r, a, RK_RESYNC_CSUMS));
     CHECK(res_this_node(&r, "gamma", err, sizeof err) == NULL &&
