@@ -112,7 +112,7 @@ int loop_wait_next(bool may_poll);
 void loop_set_poll(unsigned max_us);
 /* Long enough for the gap between a reply and a client's next request, or a
  * peer's acknowledgement, on a VM (50-60 us on the test VM, where a window of
- * 50 caught none of them; bench/README.md, "A 100 us polling window"). Also
+ * 50 caught almost none of them; bench/README.md, "A 100 us polling window"). Also
  * the resource file's default. */
 #define POLL_US_DEFAULT 100
 #define POLL_US_MAX 10000

@@ -17,7 +17,8 @@ static struct handler tick_h;
  * (the halt, the waker's wake-up interrupt), often more than the request's
  * own work. When the next event comes within the window (a QD1 client's next
  * request, a peer's acknowledgement), polling catches it awake: buffered
- * 4 KiB writes at QD1 reached 1.3x the IOPS. When it does not, polling
+ * 4 KiB writes at QD1 took 27 us instead of 65, protocol C's 28 instead of
+ * 85 (window 100 us against none caught at 50). When it does not, polling
  * stops, so an idle loop costs no CPU.
  *
  * The caller does not poll while disk requests are in flight (may_poll):
