@@ -327,7 +327,7 @@ void io_run(struct io_engine *e)
         }
         submit_backlog(e);
         if (e->be->reap(e) == 0 && !e->inline_done)
-            break;
+            return; /* nothing new since the submit above */
     }
     /* The last round's completions may have made room under --disk-depth:
      * fill it now. Whatever still waits then waits for a completion, which
