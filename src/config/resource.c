@@ -87,13 +87,13 @@ static const char *ck_engine(const char *v)
 static const char *ck_poll(const char *v)
 {
     uint64_t n;
-    return parse_size(v, &n) < 0 || n > POLL_US_MAX ? "is not 0 to 10000" : NULL;
+    return parse_size(v, &n) < 0 || n > POLL_US_MAX ? "is not 0 to " NM_STR(POLL_US_MAX) : NULL;
 }
 
 static const char *ck_depth(const char *v)
 {
     uint64_t n;
-    return parse_size(v, &n) < 0 || n > DISK_DEPTH_MAX ? "is not 0 to 4096" : NULL;
+    return parse_size(v, &n) < 0 || n > DISK_DEPTH_MAX ? "is not 0 to " NM_STR(DISK_DEPTH_MAX) : NULL;
 }
 
 static const char *ck_path(const char *v)
