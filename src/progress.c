@@ -68,18 +68,24 @@ void progress_show(struct progress *pg, uint64_t done, uint64_t total, uint64_t 
     pg->drawn_ms = t;
 }
 
+/* One message in place of the bar: "label: message", then `end`. */
+static void vmessage(struct progress *pg, const char *end, const char *fmt, va_list ap)
+{
+    fprintf(pg->tty, "\r%s: ", pg->label);
+    vfprintf(pg->tty, fmt, ap);
+    fputs(end, pg->tty);
+    fflush(pg->tty);
+}
+
 void progress_note(struct progress *pg, const char *fmt, ...)
 {
     va_list ap;
 
     if (!pg->tty)
         return;
-    fprintf(pg->tty, "\r%s: ", pg->label);
     va_start(ap, fmt);
-    vfprintf(pg->tty, fmt, ap);
+    vmessage(pg, "\033[K", fmt, ap);
     va_end(ap);
-    fputs("\033[K", pg->tty);
-    fflush(pg->tty);
     pg->drawn = true;
     pg->drawn_ms = now_ms();
 }
@@ -90,11 +96,8 @@ void progress_end(struct progress *pg, const char *fmt, ...)
 
     if (!pg->tty)
         return;
-    fprintf(pg->tty, "\r%s: ", pg->label);
     va_start(ap, fmt);
-    vfprintf(pg->tty, fmt, ap);
+    vmessage(pg, "\033[K\n", fmt, ap);
     va_end(ap);
-    fputs("\033[K\n", pg->tty);
-    fflush(pg->tty);
     pg->drawn = false;
 }
