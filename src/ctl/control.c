@@ -188,11 +188,21 @@ int ctl_connect(const char *path, const char *cmd)
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    /* MSG_NOSIGNAL: a daemon that closed the connection unanswered (it is
+     * stopping) is an error to report, not a SIGPIPE that kills the caller
+     * without a word ('down' polls a stopping daemon) */
+    struct iovec iov[2] = { { (void *)cmd, strlen(cmd) }, { (void *)"\n", 1 } };
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+    ssize_t n;
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        dprintf(fd, "%s\n", cmd) < 0) {
+        (n = sendmsg(fd, &mh, MSG_NOSIGNAL)) < 0) {
         e = -errno;
         close(fd);
         return e;
+    }
+    if ((size_t)n != iov[0].iov_len + 1) { /* cut short by a signal */
+        close(fd);
+        return -EINTR;
     }
     return fd;
 }
