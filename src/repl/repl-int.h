@@ -80,6 +80,9 @@ struct rs_unconfirmed {
     uint32_t len;
 };
 #define RSQ_CAP (1u << 16)
+/* Resync data confirmed durable at least this often: what an interrupted
+ * sync sends again. */
+#define RSQ_CONFIRM_BYTES (32u << 20)
 
 struct last_sync {
     char reason[32];
@@ -127,6 +130,7 @@ struct peer {
      * barrier has confirmed durable yet: set again if the link drops */
     struct rs_unconfirmed *rsq;
     uint64_t rsq_head, rsq_tail, rsq_confirm;
+    uint64_t rsq_since;       /* bytes queued since the last confirm was asked for */
     struct last_sync last;
     uint64_t verify_mismatch;
     /* as a sync target: our bitmap for it, being sent */

@@ -414,6 +414,7 @@ void sender_link_down(struct peer *p)
         node_bits(p->slot, u->off, u->len); /* resync data it may not have kept */
     }
     p->rsq_confirm = 0;
+    p->rsq_since = 0;
     for (unsigned i = 0; i < TABLE && p->waiting; i++)
         if (T.table[i])
             stop_waiting(p, T.table[i], false);
@@ -713,8 +714,12 @@ static bool queue_data(void *peer, struct resync_chunk *c, uint64_t off, uint32_
     /* its bits are cleared when acknowledged; if the link drops before a
      * barrier confirms it durable, its range is set again */
     p->rsq[p->rsq_head++ % RSQ_CAP] = (struct rs_unconfirmed){ .seq = seq, .off = off, .len = len };
-    if (p->rsq_head - p->rsq_tail >= RSQ_CAP / 4 && !p->rsq_confirm)
+    p->rsq_since += len;
+    if ((p->rsq_head - p->rsq_tail >= RSQ_CAP / 4 || p->rsq_since >= RSQ_CONFIRM_BYTES) &&
+        !p->rsq_confirm) {
         p->rsq_confirm = sender_barrier(p, RF_CONFIRM, 0);
+        p->rsq_since = 0;
+    }
     return true;
 }
 
