@@ -164,6 +164,15 @@ uint64_t bm_next_clear(const struct bitmap *b, uint64_t from);
 uint64_t bm_bytes(const struct bitmap *b);
 /* Page p as stored for peer slot `slot` (META_SB_SIZE bytes at out). */
 void bm_page_encode(const struct bitmap *b, uint32_t p, unsigned slot, uint8_t *out);
+/* Marks, in page p as bm_page_encode made it, the blocks of bytes [off,
+ * off + len) that fall in it; true if any was clear. bm_page_seal then
+ * makes its checksum right again. */
+bool bm_page_mark_bytes(const struct bitmap *b, uint32_t p, uint8_t *out, uint64_t off,
+                        uint64_t len);
+void bm_page_seal(uint32_t p, unsigned slot, uint8_t *out);
+/* The pages that cover bytes [off, off + len) are written again at the next
+ * write-out, as they are now. */
+void bm_touch_bytes(struct bitmap *b, uint64_t off, uint64_t len);
 /* Loads page p from its stored form: 0, or -EBADMSG with *why (the page's
  * bits are then left as they were). */
 int bm_page_decode(struct bitmap *b, uint32_t p, unsigned slot, const uint8_t *in,

@@ -156,8 +156,45 @@ void bm_page_encode(const struct bitmap *b, uint32_t p, unsigned slot, uint8_t *
     memset(out, 0, META_SB_SIZE);
     for (uint64_t k = 0; k < n; k++)
         out[k] = get_byte(b, first + k);
+    bm_page_seal(p, slot, out);
+}
+
+void bm_page_seal(uint32_t p, unsigned slot, uint8_t *out)
+{
     put_le32(out + PAGE_BYTES, p);
     put_le32(out + PAGE_BYTES + 4, crc32c(slot + 1, out, PAGE_BYTES + 4));
+}
+
+bool bm_page_mark_bytes(const struct bitmap *b, uint32_t p, uint8_t *out, uint64_t off,
+                        uint64_t len)
+{
+    uint64_t base = (uint64_t)p * BM_PAGE_BITS, first, end;
+    bool changed = false;
+
+    if (len == 0)
+        return false;
+    first = off / META_BM_BLOCK;
+    end = (off + len - 1) / META_BM_BLOCK + 1;
+    if (first < base)
+        first = base;
+    if (end > base + BM_PAGE_BITS)
+        end = base + BM_PAGE_BITS;
+    if (end > b->nbits)
+        end = b->nbits;
+    for (uint64_t i = first; i < end; i++) {
+        uint64_t j = i - base;
+        changed |= !(out[j / 8] >> (j % 8) & 1);
+        out[j / 8] |= (uint8_t)(1u << (j % 8));
+    }
+    return changed;
+}
+
+void bm_touch_bytes(struct bitmap *b, uint64_t off, uint64_t len)
+{
+    if (len == 0 || off / META_BM_BLOCK >= b->nbits)
+        return;
+    uint64_t last = (off + len - 1) / META_BM_BLOCK;
+    mark_dirty(b, off / META_BM_BLOCK, last < b->nbits ? last : b->nbits - 1);
 }
 
 static bool all_zero(const uint8_t *p, size_t n)

@@ -176,6 +176,8 @@ static int write_page(int s, uint32_t p)
     struct bitmap *b = &N.bm[s];
 
     bm_page_encode(b, p, s, page);
+    if (sender_mark_unconfirmed(s, p, page))
+        bm_page_seal(p, s, page);
     int r = meta_write_durable(N.self.meta_fd, page, sizeof page, bm_page_offset(N.meta, s, p));
     if (r < 0) {
         metadata_failed("a bitmap page", r);

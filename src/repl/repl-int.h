@@ -81,7 +81,8 @@ struct rs_unconfirmed {
 };
 #define RSQ_CAP (1u << 16)
 /* Resync data confirmed durable at least this often: what an interrupted
- * sync sends again. */
+ * sync sends again, and what a crash of the source costs beyond its last
+ * bitmap write-out. */
 #define RSQ_CONFIRM_BYTES (32u << 20)
 
 struct last_sync {
@@ -127,7 +128,8 @@ struct peer {
     uint64_t ack_pos;         /* transfer log: where its next ack is looked for first */
     bool bm_in_done;          /* as a sync source: the target's bitmap is all here */
     /* resync data sent whose bits were cleared (acknowledged) but that no
-     * barrier has confirmed durable yet: set again if the link drops */
+     * barrier has confirmed durable yet: set again if the link drops, and
+     * still set in every bitmap page written meanwhile */
     struct rs_unconfirmed *rsq;
     uint64_t rsq_head, rsq_tail, rsq_confirm;
     uint64_t rsq_since;       /* bytes queued since the last confirm was asked for */
@@ -231,6 +233,7 @@ void sender_stop(void);                          /* no longer primary */
 bool sender_idle(void);                          /* nothing in flight or held */
 void sender_retry(void);                         /* held writes may try again */
 void sender_confirm_soon(void);                  /* a confirm now frees log extents */
+bool sender_mark_unconfirmed(int slot, uint32_t page, uint8_t *buf); /* into a page being written */
 bool sender_clients_idle(void);                  /* no client write in flight or held */
 bool sender_busy(void);                          /* held writes wait for the next turn */
 void sender_link_up(struct peer *p);             /* p now takes our stream */

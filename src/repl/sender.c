@@ -588,8 +588,12 @@ static int sender_on_ack(struct peer *p, const struct repl_hdr *h)
         if (h->seq > p->barrier_acked || p->barrier_acked == UINT64_MAX)
             p->barrier_acked = h->seq;
         tl_retire();
-        while (p->rsq_tail < p->rsq_head && p->rsq[p->rsq_tail % RSQ_CAP].seq < h->seq)
-            p->rsq_tail++; /* durable there */
+        while (p->rsq_tail < p->rsq_head && p->rsq[p->rsq_tail % RSQ_CAP].seq < h->seq) {
+            /* durable there: a page written while it was not still marks it */
+            const struct rs_unconfirmed *u = &p->rsq[p->rsq_tail++ % RSQ_CAP];
+            if (p->slot >= 0 && N.bm_on[p->slot])
+                bm_touch_bytes(&N.bm[p->slot], u->off, u->len);
+        }
         if (p->rsq_confirm && h->seq >= p->rsq_confirm)
             p->rsq_confirm = 0;
         if (p->gen_barrier && h->seq >= p->gen_barrier) {
@@ -721,6 +725,25 @@ static bool queue_data(void *peer, struct resync_chunk *c, uint64_t off, uint32_
         p->rsq_since = 0;
     }
     return true;
+}
+
+/* Resync data acknowledged but not yet confirmed durable has its bits clear
+ * in memory (a pass must not send it again), but a bitmap page written now
+ * must still mark it: after a crash of both nodes the target may not have
+ * it, and the source would otherwise resume as if it had. */
+bool sender_mark_unconfirmed(int slot, uint32_t page, uint8_t *buf)
+{
+    bool changed = false;
+    for (int i = 0; i < REPL_MAX_PEERS; i++) {
+        const struct peer *p = &N.peers[i];
+        if (!p->used || p->slot != slot)
+            continue;
+        for (uint64_t k = p->rsq_tail; k < p->rsq_head; k++) {
+            const struct rs_unconfirmed *u = &p->rsq[k % RSQ_CAP];
+            changed |= bm_page_mark_bytes(&N.bm[slot], page, buf, u->off, u->len);
+        }
+    }
+    return changed;
 }
 
 static bool queue_hash(void *peer, struct resync_chunk *c, bool verify)
